@@ -1,0 +1,183 @@
+"""One run end to end: validate, open the store, build data/model/loss, train, test, log to MLflow."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import losses
+
+from . import plots, tasks
+from .config import ConfigError, loss_params, validate
+from .data import DataBundle, build_data
+from .models import build_model
+from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
+from .tracking import start_run, ui_command
+from .train import NonFiniteLoss, fit, resolve_device
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_name: str
+    experiment_id: str
+    tracking_uri: str
+    status: str
+    test: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; unwinds like ``KeyboardInterrupt`` so the run is marked KILLED."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _marks_status(run: Run) -> Iterator[None]:
+    """End ``run`` FAILED (with the reason as tags) on an error and KILLED on Ctrl-C or SIGTERM."""
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as err:
+        run.set_tags({"failure_reason": f"interrupted ({type(err).__name__})"})
+        run.end("KILLED")
+        raise
+    except BaseException as err:
+        tags = {"failure_reason": f"{type(err).__name__}: {err}"[:5000]}
+        if isinstance(err, NonFiniteLoss):
+            tags.update(failed_epoch=str(err.epoch), failed_step=str(err.step))
+        with contextlib.suppress(Exception):
+            run.set_tags(tags)
+        run.end("FAILED")
+        raise
+
+
+def default_run_name(cfg: DictConfig) -> str:
+    return f"{cfg.loss.name}-{cfg.data.name}-s{cfg.seed}"
+
+
+def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
+    return {
+        "loss": cfg.loss.name,
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "seed": str(cfg.seed),
+        "task": task,
+        **source_version(),
+        **library_versions(),
+    }
+
+
+def test_metrics(model: torch.nn.Module, data: DataBundle) -> dict[str, float]:
+    """Task metrics on the test split, plus the weight and intercept errors of a linear model with known truth."""
+    result = tasks.metrics(data.task, tasks.predict(model, data.test.x), data.test.y)
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if "true_coef" in data.info and len(linear) == 1:
+        weight = linear[0].weight.detach().reshape(-1).cpu().double()
+        result["coef_error"] = (weight - data.info["true_coef"].double()).norm().item()
+        result["bias_error"] = abs(linear[0].bias.item() - data.info["true_bias"])
+    return result
+
+
+def log_plots(run: Run, model: torch.nn.Module, data: DataBundle, history: list[dict[str, float]], title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    figures = {"plots/learning_curves.png": plots.learning_curves(history, title)}
+    if data.task == "regression":
+        figures["plots/regression_fit.png"] = plots.regression_fit(
+            data.test.y,
+            tasks.predict(model, data.test.x),
+            data.train.y,
+            tasks.predict(model, data.train.x),
+            data.info["outlier_mask"],
+            title,
+        )
+    for path, fig in figures.items():
+        run.log_figure(fig, path)
+        plt.close(fig)
+
+
+def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
+    """Run ``cfg`` end to end and return its result.
+
+    Raises :class:`ConfigError` or :class:`TrackingError` before any data is built or any run is created;
+    errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate.
+    """
+    validate(cfg)
+    try:
+        device = resolve_device(cfg.trainer.device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    task = tasks.task_of_data(cfg.data.name)
+    loss_fn = losses.get(cfg.loss.name, **loss_params(cfg))
+    uri = resolve_uri(cfg.tracking.uri)
+    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
+
+    torch.manual_seed(cfg.seed)
+    data = build_data(cfg.data, cfg.seed).to(device)
+    model = build_model(cfg.model, data).to(device)
+    loss_fn = loss_fn.to(device)
+
+    run_name = cfg.tracking.run_name or default_run_name(cfg)
+    run = start_run(client, experiment_id, run_name, run_tags(cfg, task), parent_run_id)
+    started = time.perf_counter()
+    with _sigterm_raises(), _marks_status(run):
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        run.log_params({**flatten(resolved), "device": str(device)})
+        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        history = fit(model, loss_fn, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
+        seconds = time.perf_counter() - started
+        test = test_metrics(model, data)
+        run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=cfg.trainer.epochs)
+        if cfg.tracking.log_plots:
+            log_plots(run, model, data, history, run_name)
+        run.end("FINISHED")
+    return RunResult(run.run_id, run_name, experiment_id, uri, "FINISHED", test, history, seconds)
+
+
+def summary(result: RunResult, experiment: str) -> str:
+    width = max(len(k) for k in result.test) + 5
+    lines = [f"run {result.run_name} finished in {result.seconds:.1f}s"]
+    lines += [f"  {'test/' + k:<{width}} {v:.4f}" for k, v in result.test.items()]
+    lines.append(f"run id {result.run_id} in experiment '{experiment}' (id {result.experiment_id}), store {result.tracking_uri}")
+    lines.append(
+        f"see it: {ui_command(result.tracking_uri)}  then http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+    )
+    return "\n".join(lines)
+
+
+def main_job(cfg: DictConfig) -> float:
+    """Hydra task function: run, print the summary, return the monitored validation metric (for sweepers).
+
+    A config or store error prints one line naming the problem and exits with status 2.
+    """
+    try:
+        result = execute(cfg)
+    except (ConfigError, TrackingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(summary(result, cfg.tracking.experiment), flush=True)
+    monitor, _ = tasks.MONITOR[tasks.task_of_data(cfg.data.name)]
+    return result.history[-1][f"val/{monitor}"]

@@ -1,0 +1,195 @@
+"""MLflow tracking through ``MlflowClient`` with explicit run ids (no global active run).
+
+- The store: ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else MLflow's default ``sqlite:///mlflow.db`` in the
+  working directory. Creating a fresh SQLite store runs migrations, which race when several processes do it at
+  once, so store and experiment are set up under an exclusive file lock next to the database.
+- An HTTP server is checked (``/health``, 5 s timeout) before training instead of retrying for minutes.
+- Metrics are buffered and sent with ``log_batch``: every 5 s or 500 values, and when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import platform
+import subprocess
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+FLUSH_SECONDS = 5.0
+FLUSH_VALUES = 500
+MLFLOW_BATCH_PARAMS = 100
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; raised before training."""
+
+
+def resolve_uri(uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory), else ``None``."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+def ui_command(uri: str) -> str:
+    if uri == DEFAULT_URI:
+        return "mlflow ui"
+    return f"mlflow ui --backend-store-uri {uri}" if sqlite_path(uri) else f"open {uri}"
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _check_server(uri: str) -> None:
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+    except requests.RequestException as err:
+        raise TrackingError(
+            f"tracking server {uri} is not reachable ({type(err).__name__}); start it (mlflow server ...) or "
+            f"set tracking.uri to a reachable server or a sqlite:/// file"
+        ) from None
+
+
+def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    """Client for ``uri`` and the id of experiment ``name`` (created if missing)."""
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    with _store_lock(uri):
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                return client, client.create_experiment(name)
+        except TrackingError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"cannot open tracking store {uri}: {err}") from err
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"experiment '{name}' in {uri} is deleted; restore it (mlflow experiments restore) or set tracking.experiment"
+        )
+    return client, experiment.experiment_id
+
+
+@lru_cache(maxsize=1)
+def source_version() -> dict[str, str]:
+    """The harness source's git commit and whether its tree has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        sha = git("rev-parse", "HEAD") or "unknown"
+        dirty = "true" if git("status", "--porcelain", "--untracked-files=no") else "false"
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "unknown", "unknown"
+    return {"git_sha": sha, "git_dirty": dirty}
+
+
+def library_versions() -> dict[str, str]:
+    import hydra
+    import mlflow
+    import torch
+
+    return {
+        "version.python": platform.python_version(),
+        "version.torch": torch.__version__,
+        "version.mlflow": mlflow.__version__,
+        "version.hydra": hydra.__version__,
+    }
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists are kept as their string form."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class Run:
+    """One MLflow run: buffered metrics, artifacts, and a terminal status set exactly once."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self._buffer: list[Metric] = []
+        self._last_flush = time.monotonic()
+        self.status: str | None = None
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), MLFLOW_BATCH_PARAMS):
+            self.client.log_batch(self.run_id, params=items[i : i + MLFLOW_BATCH_PARAMS])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if len(self._buffer) >= FLUSH_VALUES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[:1000], self._buffer[1000:]
+            self.client.log_batch(self.run_id, metrics=batch)
+        self._last_flush = time.monotonic()
+
+    def log_text(self, text: str, path: str) -> None:
+        self.client.log_text(self.run_id, text, path)
+
+    def log_figure(self, figure: Any, path: str) -> None:
+        self.client.log_figure(self.run_id, figure, path)
+
+    def end(self, status: str) -> None:
+        """Flush what is buffered, then mark the run ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        if self.status is not None:
+            return
+        try:
+            self.flush()
+        finally:
+            self.client.set_terminated(self.run_id, status)
+            self.status = status
+
+
+def start_run(
+    client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> Run:
+    all_tags = dict(tags)
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    return Run(client, run.info.run_id)

@@ -1,0 +1,123 @@
+"""The training loop: epochs of shuffled mini-batches drawn from tensors already on the device."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import tasks
+from .data import DataBundle
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; ``epoch`` and ``step`` (1-based, global) say where."""
+
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        super().__init__(
+            f"non-finite training loss ({value}) at epoch {epoch}, step {step}; "
+            "lower optim.lr, or check the loss and data for values it cannot take"
+        )
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is not available raises ``ValueError``."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ValueError(f"trainer.device={name} but no {name.upper()} device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    raise ValueError(f"optim.name={cfg.name!r} is unknown; valid: ['adam', 'adamw', 'sgd']")
+
+
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    if cfg.get("scheduler", "none") == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return None
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    data: DataBundle,
+    cfg: DictConfig,
+    on_epoch: EpochCallback | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` on ``data.train`` for ``cfg.trainer.epochs``; return one dict of metrics per epoch.
+
+    Each epoch's dict holds ``train/loss`` (mean of the step losses) and ``val/<metric>``; ``on_epoch(epoch,
+    metrics)`` is called after every epoch. Batch order comes from a generator seeded by ``cfg.seed``. A
+    non-finite loss raises :class:`NonFiniteLoss`: at its step on CPU, at the end of its epoch on accelerators
+    (checking every step there would force a device sync per step).
+    """
+    x, y = data.train.x, data.train.y
+    device = x.device
+    n, batch_size, epochs = len(x), cfg.trainer.batch_size, cfg.trainer.epochs
+    steps_per_epoch = math.ceil(n / batch_size)
+    check_each_step = device.type == "cpu"
+
+    optimizer = build_optimizer(cfg.optim, model)
+    scheduler = build_scheduler(cfg.optim, optimizer, epochs * steps_per_epoch)
+    order = torch.Generator().manual_seed(cfg.seed)
+    monitor, _ = tasks.MONITOR[data.task]
+    squeeze = data.task == "regression"
+
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=epochs * steps_per_epoch, disable=not cfg.trainer.progress, unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=order).to(device)
+            step_losses = torch.empty(steps_per_epoch, device=device)
+            for step in range(steps_per_epoch):
+                idx = perm[step * batch_size : (step + 1) * batch_size]
+                output = model(x[idx])
+                if squeeze:
+                    output = output.squeeze(-1)
+                loss = loss_fn(output, y[idx])
+                if check_each_step and not math.isfinite(value := loss.item()):
+                    raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + step + 1, value)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                step_losses[step] = loss.detach()
+                bar.update()
+
+            losses = step_losses.tolist()  # the one host sync of the epoch
+            bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+            if bad is not None:
+                raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, losses[bad])
+
+            metrics = {"train/loss": sum(losses) / len(losses)}
+            val = tasks.metrics(data.task, tasks.predict(model, data.val.x), data.val.y)
+            metrics.update({f"val/{k}": v for k, v in val.items()})
+            history.append(metrics)
+            bar.set_postfix(epoch=epoch, loss=f"{metrics['train/loss']:.4g}", **{monitor: f"{val[monitor]:.4g}"})
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+    finally:
+        bar.close()
+    return history

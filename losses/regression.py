@@ -1,0 +1,192 @@
+"""Regression losses on raw predicted values.
+
+Every function takes ``input`` (predictions) and ``target`` of the same shape (a shape mismatch raises instead
+of broadcasting ``(N, 1)`` against ``(N,)`` into ``(N, N)``), an optional elementwise ``weight`` broadcastable
+to them, and ``reduction`` in ``mean | sum | none``; ``mean`` over all elements equals Keras's per-sample mean
+over the last axis followed by the batch mean. Half-precision inputs are computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._core import Constraint, as_float, check_param, check_same_shape, in_range, non_negative, positive, reduce, register
+
+_EPS = 1e-7  # Keras's backend epsilon, used where Keras clips
+
+_REG = dict(tasks=("regression",), input="values", target="float")
+
+
+def _prepare(name: str, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    check_same_shape(name, input, target)
+    return as_float(input), as_float(target).to(as_float(input).dtype)
+
+
+@register("mse", aliases=("mean_squared_error", "l2"), **_REG)
+def mse(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Mean squared error ``(input - target)**2`` (Keras ``MeanSquaredError``, ``torch.nn.MSELoss``)."""
+    input, target = _prepare("mse", input, target)
+    return reduce((input - target).square(), reduction, weight)
+
+
+@register("mae", aliases=("mean_absolute_error", "l1"), **_REG)
+def mae(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Mean absolute error ``|input - target|`` (Keras ``MeanAbsoluteError``, ``torch.nn.L1Loss``)."""
+    input, target = _prepare("mae", input, target)
+    return reduce((input - target).abs(), reduction, weight)
+
+
+@register("huber", constraints={"delta": positive()}, **_REG)
+def huber(
+    input: Tensor, target: Tensor, *, delta: float = 1.0, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Huber loss: ``0.5 r**2`` for ``|r| <= delta``, else ``delta * (|r| - 0.5 delta)``, with ``r = input - target``.
+
+    Convention: Keras ``Huber`` and ``torch.nn.HuberLoss`` (quadratic part not divided by ``delta``). It differs
+    from ``smooth_l1`` by the factor ``delta``: ``huber(delta=b) == b * smooth_l1(beta=b)``. Huber (1964)'s
+    95%-efficiency choice under Gaussian noise is ``delta = 1.345 * sigma``.
+    """
+    check_param("huber", "delta", delta, positive())
+    input, target = _prepare("huber", input, target)
+    return reduce(F.huber_loss(input, target, reduction="none", delta=delta), reduction, weight)
+
+
+@register("smooth_l1", constraints={"beta": non_negative()}, **_REG)
+def smooth_l1(
+    input: Tensor, target: Tensor, *, beta: float = 1.0, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Smooth L1: ``0.5 r**2 / beta`` for ``|r| < beta``, else ``|r| - 0.5 beta`` (``torch.nn.SmoothL1Loss``).
+
+    Its linear part has slope 1 whatever ``beta`` (``beta = 0`` is L1); see ``huber`` for the other scaling.
+    """
+    check_param("smooth_l1", "beta", beta, non_negative())
+    input, target = _prepare("smooth_l1", input, target)
+    return reduce(F.smooth_l1_loss(input, target, reduction="none", beta=beta), reduction, weight)
+
+
+@register("log_cosh", aliases=("logcosh",), **_REG)
+def log_cosh(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Log-cosh ``log(cosh(r))``, computed as ``|r| + softplus(-2|r|) - log 2`` so it never overflows
+    (Keras ``LogCosh``). About ``r**2 / 2`` for small residuals and ``|r| - log 2`` for large ones."""
+    input, target = _prepare("log_cosh", input, target)
+    r = (input - target).abs()
+    return reduce(r + F.softplus(-2.0 * r) - math.log(2.0), reduction, weight)
+
+
+@register("msle", aliases=("mean_squared_logarithmic_error",), **_REG)
+def msle(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Mean squared logarithmic error ``(log1p(input) - log1p(target))**2``.
+
+    Convention: Keras ``MeanSquaredLogarithmicError``: both arguments are clipped below at ``1e-7`` first, so
+    negative predictions are treated as 0 instead of producing NaN.
+    """
+    input, target = _prepare("msle", input, target)
+    diff = torch.log1p(input.clamp_min(_EPS)) - torch.log1p(target.clamp_min(_EPS))
+    return reduce(diff.square(), reduction, weight)
+
+
+@register("mape", aliases=("mean_absolute_percentage_error",), **_REG)
+def mape(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Mean absolute percentage error ``100 * |target - input| / max(|target|, 1e-7)`` (Keras ``MeanAbsolutePercentageError``)."""
+    input, target = _prepare("mape", input, target)
+    return reduce(100.0 * (target - input).abs() / target.abs().clamp_min(_EPS), reduction, weight)
+
+
+@register("poisson", **_REG)
+def poisson(
+    input: Tensor,
+    target: Tensor,
+    *,
+    log_input: bool = False,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Poisson negative log-likelihood without the ``log(target!)`` constant.
+
+    ``log_input=False`` (default, Keras ``Poisson``): ``input`` is the rate, loss ``input - target * log(input + 1e-7)``.
+    ``log_input=True`` (``torch.nn.PoissonNLLLoss`` default): ``input`` is the log-rate, loss ``exp(input) - target * input``,
+    the stable choice for a model with a raw linear output.
+    """
+    input, target = _prepare("poisson", input, target)
+    if log_input:
+        loss = torch.exp(input) - target * input
+    else:
+        loss = input - target * torch.log(input + _EPS)
+    return reduce(loss, reduction, weight)
+
+
+@register("quantile", aliases=("pinball",), constraints={"q": in_range(0.0, 1.0, lo_open=True, hi_open=True)}, **_REG)
+def quantile(
+    input: Tensor, target: Tensor, *, q: float = 0.5, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Pinball loss for quantile ``q``: ``max(q * r, (q - 1) * r)`` with ``r = target - input``.
+
+    Minimised by the ``q``-quantile of the target distribution; ``q = 0.5`` is half the absolute error.
+    """
+    check_param("quantile", "q", q, in_range(0.0, 1.0, lo_open=True, hi_open=True))
+    input, target = _prepare("quantile", input, target)
+    r = target - input
+    return reduce(torch.maximum(q * r, (q - 1.0) * r), reduction, weight)
+
+
+@register("cauchy", aliases=("lorentzian",), constraints={"scale": positive()}, **_REG)
+def cauchy(
+    input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Cauchy (Lorentzian) loss ``log(1 + 0.5 (r / scale)**2)``.
+
+    Convention: Barron (2019)'s ``alpha = 0`` member, so ``cauchy(scale=c) == barron(alpha=0, scale=c)``; it is
+    ``r**2 / (2 c**2)`` near 0 and grows only logarithmically, so gross outliers have vanishing influence.
+    """
+    check_param("cauchy", "scale", scale, positive())
+    input, target = _prepare("cauchy", input, target)
+    return reduce(torch.log1p(0.5 * ((input - target) / scale).square()), reduction, weight)
+
+
+_BARRON_ALPHA = Constraint(
+    "a finite number or -inf",
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) and v != math.inf,
+)
+
+
+@register(
+    "barron",
+    aliases=("general_robust",),
+    constraints={"alpha": _BARRON_ALPHA, "scale": positive()},
+    **_REG,
+)
+def barron(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 1.0,
+    scale: float = 1.0,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Barron (2019) general robust loss ``|a-2|/a * (((r/c)**2 / |a-2| + 1)**(a/2) - 1)`` for shape ``a = alpha``
+    and scale ``c``.
+
+    Special cases, computed by their closed forms: ``a = 2`` is ``0.5 (r/c)**2`` (L2), ``a = 1`` is
+    ``sqrt((r/c)**2 + 1) - 1`` (pseudo-Huber / Charbonnier), ``a = 0`` is ``log(0.5 (r/c)**2 + 1)`` (Cauchy),
+    ``a = -2`` is Geman-McClure and ``a = -inf`` is ``1 - exp(-0.5 (r/c)**2)`` (Welsch). Fixed ``alpha``; the
+    adaptive variant that learns ``alpha`` needs Barron's partition function and is not provided.
+    """
+    check_param("barron", "scale", scale, positive())
+    check_param("barron", "alpha", alpha, _BARRON_ALPHA)
+    input, target = _prepare("barron", input, target)
+    x2 = ((input - target) / scale).square()
+    if alpha == 2:
+        loss = 0.5 * x2
+    elif alpha == 0:
+        loss = torch.log1p(0.5 * x2)
+    elif alpha == -math.inf:
+        loss = -torch.expm1(-0.5 * x2)
+    else:
+        b = abs(alpha - 2.0)
+        loss = (b / alpha) * torch.expm1((alpha / 2.0) * torch.log1p(x2 / b))
+    return reduce(loss, reduction, weight)
