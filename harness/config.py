@@ -124,7 +124,7 @@ def validate(cfg: DictConfig) -> None:
         spec = losses.spec(name)
         spec.check_params(loss_params(cfg))
     except ValueError as err:
-        raise ConfigError(f"loss: {err}") from None
+        raise ConfigError(str(err)) from None
     if task not in spec.tasks:
         raise ConfigError(
             f"loss={name} does not fit data={cfg.data.name} (task '{task}'): it serves {list(spec.tasks)}; "
