@@ -6,7 +6,7 @@
 ['barron', 'cauchy', 'huber']
 """
 
-from . import regression  # noqa: F401  (registers the losses)
+from . import adversarial, binary, multiclass, regression, segmentation  # noqa: F401  (importing registers the losses)
 from ._core import TASKS, Loss, LossSpec, available, get, spec, specs
 
-__all__ = ["TASKS", "Loss", "LossSpec", "available", "get", "spec", "specs", "regression"]
+__all__ = ["TASKS", "Loss", "LossSpec", "available", "get", "spec", "specs"]
