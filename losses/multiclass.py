@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import Constraint, as_float, check_param, in_range, non_negative, positive, reduce, register
+from ._core import Constraint, as_float, check_param, check_reduction, in_range, non_negative, positive, reduce, register
 
 _EPS = 1e-7
 _INDEX = dict(tasks=("multiclass", "segmentation"), input="logits", target="index")
@@ -91,6 +91,7 @@ def ce(
     Label smoothing mixes the one-hot target with the uniform distribution, ``(1 - s) y + s / C``, which is both
     PyTorch's and Keras's convention. ``from_logits=False`` takes probabilities (normalised and clipped as Keras).
     """
+    check_reduction(reduction)
     check_param("ce", "label_smoothing", label_smoothing, in_range(0.0, 1.0))
     _check_index_target("ce", input, target)
     logits = as_float(input) if from_logits else _log_probs(input, from_logits=False)
@@ -200,6 +201,7 @@ def multi_margin(
 ) -> Tensor:
     """Multiclass hinge (Weston-Watkins): ``sum_{c != y} max(0, margin - s_y + s_c)**p / C``, exactly
     ``torch.nn.MultiMarginLoss`` (``weight[y]`` scales an example's loss; ``mean`` is over examples)."""
+    check_reduction(reduction)
     _check_index_target("multi_margin", input, target)
     if input.ndim != 2:
         raise ValueError(f"loss 'multi_margin': input must be (N, C), got shape {tuple(input.shape)}")
