@@ -207,9 +207,11 @@ def specs() -> list[LossSpec]:
 # Helpers used inside the functional forms.
 
 
-def check_reduction(reduction: str) -> None:
+def check_reduction(reduction: str) -> str:
+    """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise ``ValueError``."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+    return reduction
 
 
 def check_param(loss: str, name: str, value: Any, constraint: Constraint) -> None:
@@ -245,3 +247,9 @@ def check_same_shape(loss: str, input: Tensor, target: Tensor) -> None:
         raise ValueError(
             f"loss '{loss}': input and target must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}"
         )
+
+
+def focal_factor(one_minus_pt: Tensor, gamma: float) -> Tensor:
+    """Focal modulating factor ``(1 - p_t)**gamma``, with ``1 - p_t`` floored at 1e-12 so that its gradient stays
+    finite for ``gamma < 1`` when ``p_t`` rounds to 1 (where the factor is ~0 anyway)."""
+    return one_minus_pt.clamp_min(1e-12).pow(gamma)

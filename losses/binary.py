@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_param, check_same_shape, in_range, non_negative, reduce, register
+from ._core import as_float, check_param, check_same_shape, focal_factor, in_range, non_negative, reduce, register
 
 _EPS = 1e-7
 _BIN = dict(tasks=("binary", "segmentation"), input="logits", target="binary")
@@ -88,9 +88,9 @@ def focal(
     ``p_t = p`` for positives and ``1 - p`` for negatives. Convention for ``alpha``: Lin et al. and
     ``torchvision.ops.sigmoid_focal_loss``: positives weighted by ``alpha``, negatives by ``1 - alpha`` (default
     0.25, the paper's choice with ``gamma = 2``); ``alpha=None`` applies no class weighting, which is Keras's
-    ``BinaryFocalCrossentropy`` default (``apply_class_balancing=False``). The modulating factor is computed as
-    ``exp(gamma * log(1 - p_t))`` from log-sigmoids, so loss and gradients stay finite for saturated logits and
-    for ``gamma < 1``.
+    ``BinaryFocalCrossentropy`` default (``apply_class_balancing=False``). The cross-entropy factor is computed
+    from logits (log-sum-exp); ``1 - p_t`` is floored at 1e-12 before the power, so loss and gradients stay finite
+    for saturated logits and for ``gamma < 1``.
     """
     check_param("focal", "gamma", gamma, non_negative())
     if alpha is not None:
@@ -98,16 +98,12 @@ def focal(
     input, target = _prepare("focal", input, target)
     target = _smooth(target, label_smoothing)
     if from_logits:
+        p = torch.sigmoid(input)
         ce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-        # log(1 - p_t) = log(y * sigmoid(-z) + (1 - y) * sigmoid(z))
-        log_one_minus_pt = torch.logaddexp(
-            torch.log(target) + F.logsigmoid(-input), torch.log1p(-target) + F.logsigmoid(input)
-        )
     else:
         p = input.clamp(_EPS, 1.0 - _EPS)
         ce = -(target * torch.log(p) + (1.0 - target) * torch.log1p(-p))
-        log_one_minus_pt = torch.log(target * (1.0 - p) + (1.0 - target) * p)
-    loss = torch.exp(gamma * log_one_minus_pt) * ce if gamma else ce
+    loss = focal_factor(p + target - 2.0 * p * target, gamma) * ce if gamma else ce  # 1 - p_t = y(1-p) + (1-y)p
     if alpha is not None:
         loss = (alpha * target + (1.0 - alpha) * (1.0 - target)) * loss
     return reduce(loss, reduction, weight)

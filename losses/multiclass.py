@@ -16,7 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import Constraint, as_float, check_param, check_reduction, in_range, non_negative, positive, reduce, register
+from ._core import (
+    Constraint,
+    as_float,
+    check_param,
+    check_reduction,
+    focal_factor,
+    in_range,
+    non_negative,
+    positive,
+    reduce,
+    register,
+)
 
 _EPS = 1e-7
 _INDEX = dict(tasks=("multiclass", "segmentation"), input="logits", target="index")
@@ -154,8 +165,8 @@ def categorical_focal(
 
     Convention for ``alpha``: Keras ``CategoricalFocalCrossentropy``: a scalar scales every class (default 0.25,
     as Keras; a constant factor), a per-class list or tensor weights class ``c`` by ``alpha[c]`` (pass class-balance
-    weights here), ``None`` means 1. ``log(1 - p_y)`` is the log-sum-exp of the other classes' log-probabilities,
-    so the loss and its gradients are finite for saturated logits and ``gamma < 1``.
+    weights here), ``None`` means 1. ``1 - p_y`` is floored at 1e-12 before the power, so the loss and its
+    gradients are finite for saturated logits and ``gamma < 1``.
     """
     check_param("categorical_focal", "gamma", gamma, non_negative())
     if alpha is not None:
@@ -165,8 +176,7 @@ def categorical_focal(
     logp_y = _gather(logp, target)
     loss = -logp_y
     if gamma:
-        others = logp.scatter(1, target.unsqueeze(1), float("-inf"))
-        loss = torch.exp(gamma * torch.logsumexp(others, dim=1)) * loss
+        loss = focal_factor(-torch.expm1(logp_y), gamma) * loss
     if isinstance(alpha, (list, tuple, Tensor)):
         loss = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)[target] * loss
     elif alpha is not None:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import Constraint, as_float, check_param, check_same_shape, in_range, non_negative, positive, reduce, register
+from ._core import Constraint, as_float, check_param, check_reduction, check_same_shape, in_range, non_negative, positive, reduce, register
 
 _EPS = 1e-7  # Keras's backend epsilon, used where Keras clips
 
@@ -30,6 +30,8 @@ def _prepare(name: str, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 def mse(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Mean squared error ``(input - target)**2`` (Keras ``MeanSquaredError``, ``torch.nn.MSELoss``)."""
     input, target = _prepare("mse", input, target)
+    if weight is None:
+        return F.mse_loss(input, target, reduction=check_reduction(reduction))
     return reduce((input - target).square(), reduction, weight)
 
 
@@ -37,6 +39,8 @@ def mse(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reductio
 def mae(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Mean absolute error ``|input - target|`` (Keras ``MeanAbsoluteError``, ``torch.nn.L1Loss``)."""
     input, target = _prepare("mae", input, target)
+    if weight is None:
+        return F.l1_loss(input, target, reduction=check_reduction(reduction))
     return reduce((input - target).abs(), reduction, weight)
 
 
@@ -52,6 +56,8 @@ def huber(
     """
     check_param("huber", "delta", delta, positive())
     input, target = _prepare("huber", input, target)
+    if weight is None:
+        return F.huber_loss(input, target, reduction=check_reduction(reduction), delta=delta)
     return reduce(F.huber_loss(input, target, reduction="none", delta=delta), reduction, weight)
 
 
@@ -65,6 +71,8 @@ def smooth_l1(
     """
     check_param("smooth_l1", "beta", beta, non_negative())
     input, target = _prepare("smooth_l1", input, target)
+    if weight is None:
+        return F.smooth_l1_loss(input, target, reduction=check_reduction(reduction), beta=beta)
     return reduce(F.smooth_l1_loss(input, target, reduction="none", beta=beta), reduction, weight)
 
 

@@ -47,10 +47,13 @@ def _probs_and_one_hot(
         p, g = (torch.sigmoid(x) if from_logits else x), target.to(x.dtype)
     elif not target.is_floating_point() and target.shape == x.shape[:1] + x.shape[2:]:
         p = F.softmax(x, dim=1) if from_logits else x
-        keep = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
-        g = F.one_hot(torch.where(keep, target, torch.zeros_like(target)), x.shape[1]).movedim(-1, 1).to(p.dtype)
-        mask = keep.unsqueeze(1).to(p.dtype)
-        p, g = p * mask, g * mask
+        if ignore_index is None:
+            g = F.one_hot(target, x.shape[1]).movedim(-1, 1).to(p.dtype)
+        else:
+            keep = target != ignore_index
+            g = F.one_hot(torch.where(keep, target, torch.zeros_like(target)), x.shape[1]).movedim(-1, 1).to(p.dtype)
+            mask = keep.unsqueeze(1).to(p.dtype)
+            p, g = p * mask, g * mask
     elif target.is_floating_point() and target.shape == x.shape:
         p, g = (F.softmax(x, dim=1) if from_logits else x), target.to(x.dtype)
     else:

@@ -1,0 +1,28 @@
+"""The config tree and the loss registry stay in sync: every loss is selectable, every key is a real argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import losses
+from harness.__main__ import CONF_DIR
+
+LOSS_DIR = Path(CONF_DIR) / "loss"
+
+
+def test_every_registered_loss_has_a_config():
+    assert {p.stem for p in LOSS_DIR.glob("*.yaml")} == set(losses.available())
+
+
+@pytest.mark.parametrize("path", sorted(LOSS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_loss_config_keys_are_valid_arguments(path):
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    assert cfg.pop("name") == path.stem
+    spec = losses.spec(path.stem)
+    spec.check_params(cfg)  # raises ValueError naming an unknown key or a bad value
+    for key, value in cfg.items():
+        default = spec.params[key]
+        assert value == default, f"{path.stem}.{key}: config {value} differs from the function's {default}"
