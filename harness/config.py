@@ -18,6 +18,7 @@ import losses
 from .tasks import task_of_data
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32", "bf16", "16-mixed")
 
 
 class ConfigError(ValueError):
@@ -62,25 +63,36 @@ def _int_list(lo: int) -> Rule:
     )
 
 
+def _class_weights(v: Any) -> bool:
+    if v is None or v in ("balanced", "effective"):
+        return True
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(w) and w > 0 for w in v)
+
+
 RULES: dict[str, Rule] = {
     "seed": _int(0),
     "trainer.epochs": _int(1),
     "trainer.batch_size": _int(1),
     "trainer.device": _choice(*DEVICES),
+    "trainer.precision": Rule(f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),
     "trainer.progress": _choice(True, False),
     "optim.name": _choice("adam", "adamw", "sgd"),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),
     "optim.momentum": Rule("a number in [0, 1)", lambda v: _num(v) and 0 <= v < 1),
     "optim.scheduler": _choice("cosine", "none"),
-    "model.name": _choice("linear", "mlp"),
-    "model.hidden": _int_list(1),
+    "model.name": _choice("linear", "mlp", "cnn", "unet"),
+    "model.hidden": Rule("an integer >= 1 (cnn) or a list of them (mlp)", lambda v: _int(1).ok(v) or _int_list(1).ok(v)),
+    "model.channels": Rule("a non-empty list of integers >= 1", lambda v: _int_list(1).ok(v) and len(v) > 0),
     "model.activation": _choice("relu", "gelu", "tanh"),
     "model.dropout": _frac(),
     "data.n_train": _int(2),
     "data.n_val": _int(1),
     "data.n_test": _int(1),
+    "data.n_samples": _int(20),
     "data.n_features": _int(1),
+    "data.n_informative": _int(1),
+    "data.n_redundant": _int(0),
     "data.bias": Rule("a finite number", _num),
     "data.noise_std": _ge(0),
     "data.outlier_fraction": _frac(),
@@ -88,8 +100,28 @@ RULES: dict[str, Rule] = {
     "data.outlier_mode": _choice("one_sided", "symmetric"),
     "data.leverage_fraction": _frac(hi_open=False),
     "data.leverage_scale": _gt(0),
+    "data.positive_fraction": Rule("a number in (0, 0.5]", lambda v: _num(v) and 0 < v <= 0.5),
+    "data.class_sep": _gt(0),
+    "data.flip_y": _frac(),
+    "data.val_fraction": Rule("a number in (0, 0.5)", lambda v: _num(v) and 0 < v < 0.5),
+    "data.test_fraction": Rule("a number in (0, 0.5)", lambda v: _num(v) and 0 < v < 0.5),
+    "data.class_weights": Rule("null, balanced, effective or a list of positive numbers", _class_weights),
+    "data.cb_beta": _frac(),
+    "data.train_size": Rule("null or an integer >= 10", lambda v: v is None or _int(10).ok(v)),
+    "data.imbalance_ratio": _ge(1),
+    "data.label_noise": Rule("a number in [0, 0.9]", lambda v: _num(v) and 0 <= v <= 0.9),
+    "data.download": _choice(True, False),
+    "data.image_size": Rule("an integer >= 8 divisible by 4", lambda v: _int(8).ok(v) and v % 4 == 0),
+    "data.num_classes": Rule("an integer in [2, 4]", lambda v: _int(2).ok(v) and v <= 4),
+    "data.shapes_per_image": _int(1),
+    "data.fg_fraction": Rule("a number in (0, 0.6]", lambda v: _num(v) and 0 < v <= 0.6),
+    "data.contrast": _ge(0),
+    "data.texture": _ge(0),
+    "data.max_images": Rule("null or an integer >= 2", lambda v: v is None or _int(2).ok(v)),
     "tracking.experiment": Rule("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())),
 }
+
+NUM_CLASSES = {"regression": None, "binary": 2, "multiclass": 10}
 
 
 def _get(cfg: DictConfig, key: str) -> tuple[bool, Any]:
@@ -111,8 +143,17 @@ def loss_params(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
+def num_classes_of(cfg: DictConfig) -> int | None:
+    task = task_of_data(cfg.data.name)
+    return cfg.data.num_classes if task == "segmentation" else NUM_CLASSES[task]
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first key whose value cannot work, or for a loss that does not fit the task."""
+    """Raise :class:`ConfigError` for the first key whose value cannot work, for a loss or model that does not fit
+    the task, or for class weights of the wrong length, before anything is built."""
+    from .criterion import check_compatible
+    from .models import model_fits
+
     for key, rule in RULES.items():
         present, value = _get(cfg, key)
         if present and not rule.ok(value):
@@ -121,12 +162,19 @@ def validate(cfg: DictConfig) -> None:
     task = task_of_data(cfg.data.name)
     name = cfg.loss.name
     try:
-        spec = losses.spec(name)
-        spec.check_params(loss_params(cfg))
+        losses.spec(name).check_params(loss_params(cfg))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if task not in spec.tasks:
-        raise ConfigError(
-            f"loss={name} does not fit data={cfg.data.name} (task '{task}'): it serves {list(spec.tasks)}; "
-            f"losses for '{task}': {losses.available(task)}"
-        )
+    classes = num_classes_of(cfg)
+    check_compatible(name, cfg.data.name, task, classes)
+    rank = 3 if task in ("multiclass", "segmentation") else 1
+    reason = model_fits(cfg.model.name, task, rank)
+    if reason:
+        raise ConfigError(f"model={cfg.model.name} does not fit data={cfg.data.name} (task '{task}'): {reason}")
+    weights = cfg.data.get("class_weights")
+    if task == "regression" and weights is not None:
+        raise ConfigError("data.class_weights applies to classification data, not data=outliers")
+    if OmegaConf.is_list(weights) and len(weights) != classes:
+        raise ConfigError(f"data.class_weights has {len(weights)} values but data={cfg.data.name} has {classes} classes")
+    if str(cfg.trainer.get("precision", "32")) == "16-mixed" and cfg.trainer.device == "cpu":
+        raise ConfigError("trainer.precision=16-mixed needs a CUDA device; on CPU use 32 or bf16")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -55,6 +56,77 @@ def regression_fit(
     right.legend(loc="best")
     for ax in (left, right):
         ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pr_curve(score: Tensor, target: Tensor, title: str) -> Any:
+    """Precision-recall curve of the positive class, with the chance level (the positive rate)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = _pyplot()
+    y, s = target.cpu().numpy(), score.detach().float().cpu().numpy()
+    precision, recall, _ = precision_recall_curve(y, s)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.plot(recall, precision, label=f"AP = {average_precision_score(y, s):.3f}")
+    ax.axhline(y.mean(), color="gray", ls="--", lw=1, label=f"chance ({y.mean():.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: test PR curve")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(counts: Tensor, title: str) -> Any:
+    """Counts with row-normalised shading (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    cm = counts.double()
+    rates = (cm / cm.sum(1, keepdim=True).clamp_min(1)).numpy()
+    n = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * max(n, 4), 1.0 + 0.5 * max(n, 4)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8, color="white" if rates[i, j] > 0.5 else "black")
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=f"{title}: test confusion")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(prob: Tensor, target: Tensor, title: str, bins: int = 15) -> Any:
+    """Accuracy against confidence in equal-width bins (Guo et al. 2017); the diagonal is perfect calibration."""
+    plt = _pyplot()
+    conf, pred = prob.max(1)
+    correct = (pred == target.cpu()).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    which = torch.clamp((conf * bins).long(), max=bins - 1)
+    count = torch.bincount(which, minlength=bins).double()
+    acc = torch.bincount(which, weights=correct, minlength=bins) / count.clamp_min(1)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    centers = ((edges[:-1] + edges[1:]) / 2).numpy()
+    ax.bar(centers, acc.numpy(), width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], color="tab:red", lw=1, label="perfect calibration")
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"{title}: reliability")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def mask_grid(images: Tensor, true: Tensor, pred: Tensor, title: str) -> Any:
+    """One row per image: input, true mask, predicted mask."""
+    plt = _pyplot()
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+    vmax = max(int(true.max()), int(pred.max()), 1)
+    for i in range(n):
+        img = images[i].float().cpu()
+        img = img[0] if img.shape[0] == 1 else ((img - img.min()) / (img.max() - img.min() + 1e-8)).permute(1, 2, 0)
+        for ax, content, name in zip(axes[i], (img, true[i].cpu(), pred[i].cpu()), ("input", "true mask", "predicted")):
+            ax.imshow(content.numpy(), cmap="gray" if name == "input" else "viridis", vmin=None if name == "input" else 0, vmax=None if name == "input" else vmax)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -12,11 +12,10 @@ from typing import Any, Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import losses
-
 from . import plots, tasks
-from .config import ConfigError, loss_params, validate
-from .data import DataBundle, build_data
+from .config import ConfigError, validate
+from .criterion import build_criterion
+from .data import DataBundle, DataError, build_data
 from .models import build_model
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
 from .tracking import start_run, ui_command
@@ -92,7 +91,7 @@ def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
 
 def test_metrics(model: torch.nn.Module, data: DataBundle) -> dict[str, float]:
     """Task metrics on the test split, plus the weight and intercept errors of a linear model with known truth."""
-    result = tasks.metrics(data.task, tasks.predict(model, data.test.x), data.test.y)
+    result = tasks.metrics(data.task, tasks.predict(model, data.test.x), data.test.y, data.num_classes)
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if "true_coef" in data.info and len(linear) == 1:
         weight = linear[0].weight.detach().reshape(-1).cpu().double()
@@ -102,17 +101,28 @@ def test_metrics(model: torch.nn.Module, data: DataBundle) -> dict[str, float]:
 
 
 def log_plots(run: Run, model: torch.nn.Module, data: DataBundle, history: list[dict[str, float]], title: str) -> None:
+    """Learning curves for every run, plus the task's own figures, as PNG artifacts under ``plots/``."""
     import matplotlib.pyplot as plt
 
     figures = {"plots/learning_curves.png": plots.learning_curves(history, title)}
+    test_out = tasks.predict(model, data.test.x)
     if data.task == "regression":
         figures["plots/regression_fit.png"] = plots.regression_fit(
-            data.test.y,
-            tasks.predict(model, data.test.x),
-            data.train.y,
-            tasks.predict(model, data.train.x),
-            data.info["outlier_mask"],
-            title,
+            data.test.y, test_out, data.train.y, tasks.predict(model, data.train.x), data.info["outlier_mask"], title
+        )
+    elif data.task == "binary":
+        figures["plots/pr_curve.png"] = plots.pr_curve(test_out, data.test.y, title)
+        figures["plots/confusion_matrix.png"] = plots.confusion_matrix(
+            tasks.confusion((test_out > 0).long(), data.test.y, 2), title
+        )
+    elif data.task == "multiclass":
+        figures["plots/confusion_matrix.png"] = plots.confusion_matrix(
+            tasks.confusion(test_out.argmax(1), data.test.y, data.num_classes), title
+        )
+        figures["plots/reliability.png"] = plots.reliability_diagram(torch.softmax(test_out.double(), 1), data.test.y, title)
+    elif data.task == "segmentation":
+        figures["plots/masks.png"] = plots.mask_grid(
+            data.test.x[:6], data.test.y[:6], tasks.segmentation_predictions(test_out[:6]), title
         )
     for path, fig in figures.items():
         run.log_figure(fig, path)
@@ -122,7 +132,8 @@ def log_plots(run: Run, model: torch.nn.Module, data: DataBundle, history: list[
 def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     """Run ``cfg`` end to end and return its result.
 
-    Raises :class:`ConfigError` or :class:`TrackingError` before any data is built or any run is created;
+    Raises :class:`ConfigError` or :class:`TrackingError` before any data is built, :class:`DataError` before any
+    run is created;
     errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate.
     """
     validate(cfg)
@@ -131,23 +142,24 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     task = tasks.task_of_data(cfg.data.name)
-    loss_fn = losses.get(cfg.loss.name, **loss_params(cfg))
     uri = resolve_uri(cfg.tracking.uri)
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
 
     torch.manual_seed(cfg.seed)
-    data = build_data(cfg.data, cfg.seed).to(device)
-    model = build_model(cfg.model, data).to(device)
-    loss_fn = loss_fn.to(device)
+    data = build_data(cfg.data, cfg.seed)
+    counts = data.class_counts() if data.num_classes else None
+    criterion = build_criterion(cfg, task, data.num_classes, counts).to(device)
+    data = data.to(device)
+    model = build_model(cfg.model, data, criterion.num_outputs).to(device)
 
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     run = start_run(client, experiment_id, run_name, run_tags(cfg, task), parent_run_id)
     started = time.perf_counter()
     with _sigterm_raises(), _marks_status(run):
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        run.log_params({**flatten(resolved), "device": str(device)})
+        run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params()})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        history = fit(model, loss_fn, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
+        history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
         seconds = time.perf_counter() - started
         test = test_metrics(model, data)
         run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=cfg.trainer.epochs)
@@ -175,7 +187,7 @@ def main_job(cfg: DictConfig) -> float:
     """
     try:
         result = execute(cfg)
-    except (ConfigError, TrackingError) as err:
+    except (ConfigError, TrackingError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(summary(result, cfg.tracking.experiment), flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -11,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import tasks
+from .criterion import Criterion
 from .data import DataBundle
 
 
@@ -57,9 +59,17 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_ste
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for forward and loss: ``bf16`` or ``16-mixed`` (float16); ``32`` is a no-op."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def fit(
     model: nn.Module,
-    loss_fn: nn.Module,
+    criterion: Criterion,
     data: DataBundle,
     cfg: DictConfig,
     on_epoch: EpochCallback | None = None,
@@ -69,7 +79,8 @@ def fit(
     Each epoch's dict holds ``train/loss`` (mean of the step losses) and ``val/<metric>``; ``on_epoch(epoch,
     metrics)`` is called after every epoch. Batch order comes from a generator seeded by ``cfg.seed``. A
     non-finite loss raises :class:`NonFiniteLoss`: at its step on CPU, at the end of its epoch on accelerators
-    (checking every step there would force a device sync per step).
+    (checking every step there would force a device sync per step). ``trainer.precision`` runs forward and loss
+    under autocast; ``16-mixed`` scales the loss with a ``GradScaler``.
     """
     x, y = data.train.x, data.train.y
     device = x.device
@@ -81,7 +92,8 @@ def fit(
     scheduler = build_scheduler(cfg.optim, optimizer, epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.seed)
     monitor, _ = tasks.MONITOR[data.task]
-    squeeze = data.task == "regression"
+    precision = str(cfg.trainer.get("precision", "32"))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
     history: list[dict[str, float]] = []
     bar = tqdm(total=epochs * steps_per_epoch, disable=not cfg.trainer.progress, unit="step", dynamic_ncols=True)
@@ -92,15 +104,14 @@ def fit(
             step_losses = torch.empty(steps_per_epoch, device=device)
             for step in range(steps_per_epoch):
                 idx = perm[step * batch_size : (step + 1) * batch_size]
-                output = model(x[idx])
-                if squeeze:
-                    output = output.squeeze(-1)
-                loss = loss_fn(output, y[idx])
+                with autocast(device, precision):
+                    loss = criterion(model(x[idx]), y[idx])
                 if check_each_step and not math.isfinite(value := loss.item()):
                     raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + step + 1, value)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 if scheduler is not None:
                     scheduler.step()
                 step_losses[step] = loss.detach()
@@ -112,7 +123,7 @@ def fit(
                 raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, losses[bad])
 
             metrics = {"train/loss": sum(losses) / len(losses)}
-            val = tasks.metrics(data.task, tasks.predict(model, data.val.x), data.val.y)
+            val = tasks.metrics(data.task, tasks.predict(model, data.val.x), data.val.y, data.num_classes)
             metrics.update({f"val/{k}": v for k, v in val.items()})
             history.append(metrics)
             bar.set_postfix(epoch=epoch, loss=f"{metrics['train/loss']:.4g}", **{monitor: f"{val[monitor]:.4g}"})

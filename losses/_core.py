@@ -123,9 +123,11 @@ class Loss(nn.Module):
             else:
                 self.params[key] = value
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        buffers = dict(self.named_buffers(recurse=False))
-        return type(self).spec.fn(input, target, **self.params, **buffers)
+    def forward(self, input: Tensor, target: Tensor, **overrides: Any) -> Tensor:
+        """The loss of ``input`` against ``target``; ``overrides`` replace fixed arguments for this call only
+        (e.g. a per-batch ``weight``)."""
+        kwargs = {**self.params, **dict(self.named_buffers(recurse=False)), **overrides}
+        return type(self).spec.fn(input, target, **kwargs)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -62,7 +62,8 @@ def _probs_and_one_hot(
             f"with integer targets (N, ...) or one-hot targets (N, C, ...); got input {tuple(x.shape)} and "
             f"{target.dtype} target {tuple(target.shape)}"
         )
-    return p.flatten(2), g.flatten(2), x.flatten(2)
+    n, c = x.shape[:2]
+    return p.reshape(n, c, -1), g.reshape(n, c, -1), x.reshape(n, c, -1)
 
 
 def _counts(p: Tensor, g: Tensor, per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -245,7 +246,7 @@ def lovasz(
     return reduce(torch.stack(values), reduction)
 
 
-@register("dice_bce", constraints={"dice_weight": non_negative(), "bce_weight": non_negative()}, **_SEG)
+@register("dice_bce", constraints={"dice_weight": non_negative(), "bce_weight": non_negative()}, **dict(_SEG, target="binary"))
 def dice_bce(
     input: Tensor,
     target: Tensor,
@@ -265,7 +266,7 @@ def dice_bce(
     return dice_weight * dice(input, t, smooth=smooth) + bce_weight * bce(input, t.to(as_float(input).dtype), pos_weight=pos_weight)
 
 
-@register("dice_ce", constraints={"dice_weight": non_negative(), "ce_weight": non_negative()}, **_SEG)
+@register("dice_ce", constraints={"dice_weight": non_negative(), "ce_weight": non_negative()}, **dict(_SEG, target="index"))
 def dice_ce(
     input: Tensor,
     target: Tensor,

@@ -43,6 +43,5 @@ def make_outliers(cfg: DictConfig, seed: int) -> DataBundle:
         val=Split(x[n_train : n_train + n_val], y[n_train : n_train + n_val]),
         test=Split(x[n_train + n_val :], y[n_train + n_val :]),
         input_shape=(d,),
-        num_outputs=1,
         info={"true_coef": coef, "true_bias": float(cfg.bias), "outlier_mask": outlier_mask},
     )
