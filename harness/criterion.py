@@ -28,6 +28,7 @@ import losses
 from losses import LossSpec
 
 from .config import ConfigError, loss_params
+from .data import DataBundle
 
 
 def num_outputs(task: str, num_classes: int | None, spec: LossSpec) -> int:
@@ -54,6 +55,20 @@ def check_compatible(loss: str, data: str, task: str, num_classes: int | None) -
     if reason:
         fitting = [n for n in losses.available() if incompatibility(losses.spec(n), task, num_classes) is None]
         raise ConfigError(f"loss={loss} does not fit data={data} (task '{task}'): {reason}; losses that fit: {fitting}")
+
+
+def check_targets(loss: str, data: DataBundle) -> None:
+    """Refuse a loss defined only for targets >= ``spec.target_min`` on data whose training targets go below it."""
+    spec = losses.spec(loss)
+    if spec.target_min is None or data.task != "regression":
+        return
+    lowest = float(data.train.y.min())
+    if lowest < spec.target_min:
+        fitting = [n for n in losses.available("regression") if losses.spec(n).target_min is None]
+        raise ConfigError(
+            f"loss={loss} needs targets >= {spec.target_min:g} (counts or positive quantities) but data={data.name} "
+            f"has training targets down to {lowest:.3g}; losses that fit: {fitting}"
+        )
 
 
 def class_weights(setting: Any, counts: list[int], beta: float) -> list[float] | None:

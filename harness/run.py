@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import plots, tasks
 from .config import ConfigError, validate
-from .criterion import build_criterion
+from .criterion import build_criterion, check_targets
 from .data import DataBundle, DataError, build_data
 from .models import build_model
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
@@ -147,6 +147,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
 
     torch.manual_seed(cfg.seed)
     data = build_data(cfg.data, cfg.seed)
+    check_targets(cfg.loss.name, data)
     counts = data.class_counts() if data.num_classes else None
     criterion = build_criterion(cfg, task, data.num_classes, counts).to(device)
     data = data.to(device)

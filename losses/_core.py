@@ -66,6 +66,7 @@ class LossSpec:
     ``tasks``: which of :data:`TASKS` it can train. ``input``: what the first argument holds by default
     (``logits`` losses accept ``from_logits=False`` when ``accepts_probabilities``). ``target``: the
     target format, one of :data:`TARGETS`. ``constraints``: per-argument checks run by :func:`get`.
+    ``target_min``: the smallest target value the loss is defined for (0 for count and log losses), if any.
     """
 
     name: str
@@ -77,6 +78,7 @@ class LossSpec:
     constraints: Mapping[str, Constraint] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     summary: str = ""
+    target_min: float | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -149,6 +151,7 @@ def register(
     target: str,
     constraints: Mapping[str, Constraint] | None = None,
     aliases: tuple[str, ...] = (),
+    target_min: float | None = None,
 ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
     """Decorator registering a functional loss under ``name`` and building its ``nn.Module`` wrapper."""
     bad = [t for t in tasks if t not in TASKS]
@@ -170,6 +173,7 @@ def register(
             constraints=dict(constraints or {}),
             aliases=tuple(aliases),
             summary=doc.splitlines()[0] if doc else "",
+            target_min=target_min,
         )
         module.spec = spec
         fn.spec = spec  # type: ignore[attr-defined]

@@ -85,7 +85,7 @@ def log_cosh(input: Tensor, target: Tensor, *, weight: Tensor | None = None, red
     return reduce(r + F.softplus(-2.0 * r) - math.log(2.0), reduction, weight)
 
 
-@register("msle", aliases=("mean_squared_logarithmic_error",), **_REG)
+@register("msle", aliases=("mean_squared_logarithmic_error",), target_min=0.0, **_REG)
 def msle(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Mean squared logarithmic error ``(log1p(input) - log1p(target))**2``.
 
@@ -104,7 +104,7 @@ def mape(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reducti
     return reduce(100.0 * (target - input).abs() / target.abs().clamp_min(_EPS), reduction, weight)
 
 
-@register("poisson", **_REG)
+@register("poisson", target_min=0.0, **_REG)
 def poisson(
     input: Tensor,
     target: Tensor,

@@ -25,4 +25,6 @@ def test_loss_config_keys_are_valid_arguments(path):
     spec.check_params(cfg)  # raises ValueError naming an unknown key or a bad value
     for key, value in cfg.items():
         default = spec.params[key]
+        if (path.stem, key) == ("poisson", "log_input"):
+            continue  # deliberate: the harness's raw outputs are log-rates (see conf/loss/poisson.yaml)
         assert value == default, f"{path.stem}.{key}: config {value} differs from the function's {default}"
