@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -181,16 +182,34 @@ def summary(result: RunResult, experiment: str) -> str:
     return "\n".join(lines)
 
 
+def _sweep_parent() -> str | None:
+    """The parent run id when this job is part of a Hydra multirun, else ``None``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .callbacks import PARENT_ENV
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return os.environ.get(PARENT_ENV)
+    return None
+
+
 def main_job(cfg: DictConfig) -> float:
     """Hydra task function: run, print the summary, return the monitored validation metric (for sweepers).
 
-    A config or store error prints one line naming the problem and exits with status 2.
+    A config, store or data error prints one line and exits with status 2 before any run is created; a run that
+    fails in training (non-finite loss) is marked FAILED, prints one line and exits with status 1. Inside a sweep
+    both return NaN instead, so the other jobs go on and the sweep's summary names the failure.
     """
+    parent = _sweep_parent()
     try:
-        result = execute(cfg)
-    except (ConfigError, TrackingError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        result = execute(cfg, parent_run_id=parent)
+    except (ConfigError, TrackingError, DataError, NonFiniteLoss) as err:
+        failed_run = isinstance(err, NonFiniteLoss)
+        print(f"error: {'run FAILED: ' if failed_run else ''}{err}", file=sys.stderr, flush=True)
+        if parent is not None:
+            return float("nan")
+        sys.exit(1 if failed_run else 2)
     print(summary(result, cfg.tracking.experiment), flush=True)
     monitor, _ = tasks.MONITOR[tasks.task_of_data(cfg.data.name)]
     return result.history[-1][f"val/{monitor}"]

@@ -1,0 +1,105 @@
+"""Hydra callback for sweeps (``-m``): one MLflow parent run per sweep, created before any job starts.
+
+``on_multirun_start`` (in the launching process, before the launcher starts any job):
+1. expands the sweep (basic-sweeper syntax, as the basic, joblib and submitit launchers run it) and validates every
+   job's config, so a typo in the fifth value fails the sweep at once instead of an hour in;
+2. creates the store and experiment once, under the store lock, so parallel jobs never race to create them;
+3. creates the parent run, tagged with the sweep's overrides, and hands its id to the jobs through the
+   environment (``HARNESS_PARENT_RUN_ID``; launcher workers inherit it).
+``on_multirun_end`` counts the jobs' runs, prints the failures and ends the parent run FINISHED, or FAILED when a
+job failed (the sweep then exits with status 1). If the sweep dies first (Ctrl-C), an exit hook ends it KILLED.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+PARENT_ENV = "HARNESS_PARENT_RUN_ID"
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]] | None:
+    """Every job's overrides for a basic-sweeper sweep, or ``None`` if the overrides use other sweeper syntax."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        if any(o.is_sweep_override() and not o.is_discrete_sweep() for o in parsed):
+            return None  # ranges, intervals, ...: left to the sweeper
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # noqa: BLE001 - unknown syntax: the sweeper will report it
+        return None
+
+
+class SweepParentRun(Callback):
+    def __init__(self) -> None:
+        self.run: Any = None
+        self.jobs = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra import compose
+
+        from .config import ConfigError, validate
+        from .tracking import open_experiment, resolve_uri, start_run
+
+        overrides = list(config.hydra.overrides.task)
+        jobs = expand_sweep(overrides)
+        if jobs is not None:
+            errors = []
+            for job in jobs:
+                try:
+                    validate(compose(config_name="config", overrides=job))
+                except ConfigError as err:
+                    errors.append(f"  {' '.join(job)}\n    error: {err}")
+                except Exception as err:  # noqa: BLE001 - Hydra composition errors name the bad override
+                    message = str(err).split("Config search path")[0].strip().replace("\n\t", ", ").replace("\n", " ")
+                    errors.append(f"  {' '.join(job)}\n    error: {message}")
+            if errors:
+                print(f"error: {len(errors)} of {len(jobs)} sweep jobs cannot run; nothing was started:", file=sys.stderr)
+                print("\n".join(errors), file=sys.stderr)
+                sys.exit(2)
+            self.jobs = len(jobs)
+        uri = resolve_uri(config.tracking.uri)
+        client, experiment_id = open_experiment(uri, config.tracking.experiment)
+        name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run = start_run(client, experiment_id, name, {"sweep": "parent", "sweep.overrides": " ".join(overrides)[:5000]})
+        self.run.log_params({"sweep.overrides": " ".join(overrides)[:6000], "sweep.jobs": str(self.jobs or "unknown")})
+        self.experiment_id = experiment_id
+        os.environ[PARENT_ENV] = self.run.run_id
+        atexit.register(self._end_if_running)
+        print(f"sweep parent run {self.run.run_id} ({name}) in experiment '{config.tracking.experiment}', store {uri}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.run is None:
+            return
+        children = self.run.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.run.run_id}'", max_results=10000
+        )
+        finished = [r for r in children if r.info.status == "FINISHED"]
+        failed = [r for r in children if r.info.status != "FINISHED"]
+        missing = max(0, self.jobs - len(children))
+        lines = [f"sweep: {len(finished)} of {self.jobs or len(children)} jobs finished"]
+        lines += [f"  {r.info.status}: {r.info.run_name} ({r.data.tags.get('failure_reason', '')[:200]})" for r in failed]
+        if missing:
+            lines.append(f"  {missing} job(s) created no run (see their errors above)")
+        print("\n".join(lines), flush=True)
+        bad = len(failed) + missing
+        self.run.set_tags({"sweep.finished": str(len(finished)), "sweep.failed": str(bad)})
+        self.run.end("FAILED" if bad else "FINISHED")
+        os.environ.pop(PARENT_ENV, None)
+        if bad:
+            sys.exit(1)
+
+    def _end_if_running(self) -> None:
+        if self.run is not None and self.run.status is None:
+            try:
+                self.run.end("KILLED")
+            except Exception:  # noqa: BLE001 - best effort at interpreter exit
+                pass
