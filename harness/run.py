@@ -19,7 +19,7 @@ from .criterion import build_criterion, check_targets
 from .data import DataBundle, DataError, build_data
 from .models import build_model
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
-from .tracking import start_run, ui_command
+from .tracking import reap_orphans, signals_held, start_run, ui_command
 from .train import NonFiniteLoss, fit, resolve_device
 
 
@@ -40,19 +40,28 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(f"signal {signum}")
+def _interrupts() -> Iterator[None]:
+    """Two-stage Ctrl-C/SIGTERM for the life of a run: the first signal raises ``KeyboardInterrupt`` (SIGINT) or
+    :class:`Terminated` (SIGTERM); further signals are then ignored, so a second Ctrl-C cannot cut off the closing
+    of the run (a few milliseconds), after which the first one's unwinding ends the process."""
+    def later(signum: int, frame: Any) -> None:
+        pass  # the first signal is already unwinding the run
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, later)
+        signal.signal(signal.SIGTERM, later)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(f"signal {signum}")
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not in the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -61,16 +70,19 @@ def _marks_status(run: Run) -> Iterator[None]:
     try:
         yield
     except (KeyboardInterrupt, Terminated) as err:
-        run.set_tags({"failure_reason": f"interrupted ({type(err).__name__})"})
-        run.end("KILLED")
+        with signals_held():
+            with contextlib.suppress(Exception):
+                run.set_tags({"failure_reason": f"interrupted ({type(err).__name__})"})
+            run.end("KILLED")
         raise
     except BaseException as err:
         tags = {"failure_reason": f"{type(err).__name__}: {err}"[:5000]}
         if isinstance(err, NonFiniteLoss):
             tags.update(failed_epoch=str(err.epoch), failed_step=str(err.step))
-        with contextlib.suppress(Exception):
-            run.set_tags(tags)
-        run.end("FAILED")
+        with signals_held():
+            with contextlib.suppress(Exception):
+                run.set_tags(tags)
+            run.end("FAILED")
         raise
 
 
@@ -145,6 +157,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     task = tasks.task_of_data(cfg.data.name)
     uri = resolve_uri(cfg.tracking.uri)
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
+    reap_orphans(client, experiment_id)
 
     torch.manual_seed(cfg.seed)
     data = build_data(cfg.data, cfg.seed)
@@ -157,7 +170,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     run = start_run(client, experiment_id, run_name, run_tags(cfg, task), parent_run_id)
     started = time.perf_counter()
-    with _sigterm_raises(), _marks_status(run):
+    with _interrupts(), _marks_status(run):
         resolved = OmegaConf.to_container(cfg, resolve=True)
         run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params()})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -176,9 +189,11 @@ def summary(result: RunResult, experiment: str) -> str:
     lines = [f"run {result.run_name} finished in {result.seconds:.1f}s"]
     lines += [f"  {'test/' + k:<{width}} {v:.4f}" for k, v in result.test.items()]
     lines.append(f"run id {result.run_id} in experiment '{experiment}' (id {result.experiment_id}), store {result.tracking_uri}")
-    lines.append(
-        f"see it: {ui_command(result.tracking_uri)}  then http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}"
-    )
+    path = f"#/experiments/{result.experiment_id}/runs/{result.run_id}"
+    if result.tracking_uri.startswith(("http://", "https://")):
+        lines.append(f"see it: {result.tracking_uri.rstrip('/')}/{path}")
+    else:
+        lines.append(f"see it: {ui_command(result.tracking_uri)}  then http://127.0.0.1:5000/{path}")
     return "\n".join(lines)
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import platform
+import signal
+import socket
 import subprocess
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -44,9 +47,8 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def ui_command(uri: str) -> str:
-    if uri == DEFAULT_URI:
-        return "mlflow ui"
-    return f"mlflow ui --backend-store-uri {uri}" if sqlite_path(uri) else f"open {uri}"
+    """The command that serves a local store's runs in the MLflow UI."""
+    return "mlflow ui" if uri == DEFAULT_URI else f"mlflow ui --backend-store-uri {uri}"
 
 
 @contextlib.contextmanager
@@ -139,8 +141,50 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while writing to the store, then deliver them to the handlers that were in place.
+
+    An interrupt inside a SQLite write leaves its transaction's lock held, and closing the run afterwards then
+    waits out the 20 s busy timeout and fails: so Ctrl-C must land between writes, never inside one. Also keeps a
+    second Ctrl-C from cutting off the closing of a run. Python-level (not a signal mask), so a signal that arrived
+    just before the write but is handled during it is deferred too.
+    """
+    caught: list[int] = []
+
+    def record(signum: int, frame: Any) -> None:
+        caught.append(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
+
+
+def _held(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with signals_held():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class Run:
-    """One MLflow run: buffered metrics, artifacts, and a terminal status set exactly once."""
+    """One MLflow run: buffered metrics, artifacts, and a terminal status set exactly once. Every write holds
+    SIGINT/SIGTERM until it is done (:func:`signals_held`)."""
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
@@ -148,11 +192,13 @@ class Run:
         self._last_flush = time.monotonic()
         self.status: str | None = None
 
+    @_held
     def log_params(self, params: Mapping[str, str]) -> None:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MLFLOW_BATCH_PARAMS):
             self.client.log_batch(self.run_id, params=items[i : i + MLFLOW_BATCH_PARAMS])
 
+    @_held
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
@@ -162,18 +208,22 @@ class Run:
         if len(self._buffer) >= FLUSH_VALUES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
+    @_held
     def flush(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer[:1000], self._buffer[1000:]
             self.client.log_batch(self.run_id, metrics=batch)
         self._last_flush = time.monotonic()
 
+    @_held
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.run_id, text, path)
 
+    @_held
     def log_figure(self, figure: Any, path: str) -> None:
         self.client.log_figure(self.run_id, figure, path)
 
+    @_held
     def end(self, status: str) -> None:
         """Flush what is buffered, then mark the run ``FINISHED``, ``FAILED`` or ``KILLED``."""
         if self.status is not None:
@@ -185,10 +235,38 @@ class Run:
             self.status = status
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of this experiment started on this host by a process that no longer exists
+    (killed with SIGKILL, out of memory, machine reset): no handler could close them. Returns their ids."""
+    host = socket.gethostname()
+    stale = client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'", max_results=1000
+    )
+    reaped = []
+    for run in stale:
+        pid = run.data.tags.get("pid", "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            client.set_tag(run.info.run_id, "failure_reason", f"process {pid} on {host} ended without closing the run")
+            client.set_terminated(run.info.run_id, "FAILED")
+            reaped.append(run.info.run_id)
+    return reaped
+
+
 def start_run(
     client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
 ) -> Run:
-    all_tags = dict(tags)
+    """Create a run tagged with this host and process id (see :func:`reap_orphans`)."""
+    all_tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid())}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
