@@ -1,0 +1,65 @@
+"""Re-run a logged run from its stored config and say whether its test metrics match.
+
+    python -m harness.reproduce RUN_ID [--tracking-uri URI] [--tolerance 0]
+
+Downloads the run's ``config.yaml`` (the resolved config), runs it again into the same store (tagged
+``reproduces=RUN_ID``), and compares every ``test/`` metric. On CPU the same config and seed give identical
+numbers, so the default tolerance is 0 (exact); across devices or library versions pass a relative tolerance.
+Exit status 0 when all match, 1 otherwise. Warns when the code (git commit) or library versions differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_id")
+    parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    parser.add_argument("--tolerance", type=float, default=0.0, help="relative tolerance per metric (default 0: exact)")
+    args = parser.parse_args(argv)
+
+    from mlflow.tracking import MlflowClient
+
+    from .run import execute
+    from .tracking import library_versions, resolve_uri, source_version
+
+    uri = resolve_uri(args.tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    original = client.get_run(args.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = OmegaConf.load(Path(client.download_artifacts(args.run_id, "config.yaml", tmp)))
+    cfg.tracking.uri = uri
+    cfg.tracking.run_name = f"{original.info.run_name}-repro"
+    cfg.trainer.progress = False
+
+    for key, now in {**source_version(), **library_versions()}.items():
+        then = original.data.tags.get(key)
+        if then is not None and then != now:
+            print(f"warning: {key} was {then}, is {now}", file=sys.stderr)
+
+    result = execute(cfg)
+    client.set_tag(result.run_id, "reproduces", args.run_id)
+    before = {k[len("test/"):]: v for k, v in original.data.metrics.items() if k.startswith("test/")}
+    rows, all_match = [], True
+    for name, old in sorted(before.items()):
+        new = result.test.get(name, math.nan)
+        match = new == old or (args.tolerance > 0 and math.isclose(new, old, rel_tol=args.tolerance))
+        all_match &= match
+        rows.append(f"  test/{name:<20} {old:<12.6g} {new:<12.6g} {'match' if match else 'DIFFERS'}")
+    print(f"reproduced {original.info.run_name} ({args.run_id}) as run {result.run_id}")
+    print(f"  {'metric':<25} {'logged':<12} {'now':<12}")
+    print("\n".join(rows))
+    print("all test metrics match" if all_match else "some test metrics differ")
+    return 0 if all_match else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""python -m harness.compare and python -m harness.reproduce on real runs in a real store."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import compare, reproduce
+from harness.run import execute
+
+
+def test_compare_table_over_seeds_with_a_failed_run(make_cfg, store, tmp_path, capsys):
+    results = {}
+    for loss in ("mse", "huber"):
+        for seed in (0, 1, 2):
+            results[loss, seed] = execute(make_cfg(f"loss={loss}", f"seed={seed}", "trainer.epochs=20"))
+    with pytest.raises(Exception):
+        execute(make_cfg("loss=mse", "seed=3", "data.outlier_scale=1e30"))  # a FAILED run: counted, not dropped
+    out = tmp_path / "cmp"
+    assert compare.main(["--experiment", "loss-harness", "--tracking-uri", store, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["loss"]) == ["huber", "mse"]  # best first: lower RMSE
+    huber = [results["huber", s].test["rmse"] for s in range(3)]
+    mean = sum(huber) / 3
+    std = math.sqrt(sum((v - mean) ** 2 for v in huber) / 2)
+    row = table.iloc[0]
+    assert row["mean"] == pytest.approx(mean) and row["std"] == pytest.approx(std) and row["n"] == 3 and row["failed"] == 0
+    assert table.iloc[1]["n"] == 3 and table.iloc[1]["failed"] == 1
+    assert f"| huber | {mean:.4f} ± {std:.4f} | 3 | 0 |" in (out / "comparison.md").read_text()
+    assert (out / "bars.png").read_bytes()[:4] == b"\x89PNG" and (out / "curves.png").stat().st_size > 10_000
+    assert "best first (lower is better)" in capsys.readouterr().out
+
+
+def test_compare_by_a_config_key_and_higher_is_better(make_cfg, store, tmp_path):
+    for frac in (0.0, 0.3):
+        execute(make_cfg("loss=mae", f"data.outlier_fraction={frac}", "trainer.epochs=10"))
+    out = tmp_path / "cmp"
+    compare.main(["--experiment", "loss-harness", "--tracking-uri", store, "--by", "loss,data.outlier_fraction",
+                  "--metric", "test/rmse", "--out", str(out)])
+    table = pd.read_csv(out / "comparison.csv")
+    assert sorted(table["data.outlier_fraction"]) == [0.0, 0.3]
+    assert compare.lower_is_better("test/rmse") and not compare.lower_is_better("test/pr_auc")
+    assert not compare.lower_is_better("test/accuracy") and compare.lower_is_better("test/ece")
+
+
+def test_reproduce_matches_exactly_and_detects_a_difference(make_cfg, store, capsys):
+    original = execute(make_cfg("loss=huber", "model=mlp", "trainer.epochs=5", "seed=2"))
+    assert reproduce.main([original.run_id, "--tracking-uri", store]) == 0
+    out = capsys.readouterr().out
+    assert "all test metrics match" in out and "test/rmse" in out
+    client = MlflowClient(tracking_uri=store)
+    repro = [r for r in client.search_runs([original.experiment_id]) if r.data.tags.get("reproduces") == original.run_id]
+    assert len(repro) == 1 and repro[0].data.metrics["test/rmse"] == original.test["rmse"]
+    client.log_metric(original.run_id, "test/rmse", original.test["rmse"] + 0.01, step=5)  # tamper with the record
+    assert reproduce.main([original.run_id, "--tracking-uri", store]) == 1
+    assert "DIFFERS" in capsys.readouterr().out
