@@ -50,7 +50,11 @@ class SweepParentRun(Callback):
         from .tracking import open_experiment, resolve_uri, start_run
 
         overrides = list(config.hydra.overrides.task)
-        jobs = expand_sweep(overrides)
+        sweeper = config.hydra.sweeper
+        basic = str(sweeper.get("_target_", "")).endswith("BasicSweeper")
+        # the basic sweeper puts the config's hydra.sweeper.params before the command line's overrides
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()] if basic else []
+        jobs = expand_sweep(params + overrides) if basic else None
         if jobs is not None:
             errors = []
             for job in jobs:
@@ -69,8 +73,9 @@ class SweepParentRun(Callback):
         uri = resolve_uri(config.tracking.uri)
         client, experiment_id = open_experiment(uri, config.tracking.experiment)
         name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run = start_run(client, experiment_id, name, {"sweep": "parent", "sweep.overrides": " ".join(overrides)[:5000]})
-        self.run.log_params({"sweep.overrides": " ".join(overrides)[:6000], "sweep.jobs": str(self.jobs or "unknown")})
+        swept = " ".join(params + overrides)
+        self.run = start_run(client, experiment_id, name, {"sweep": "parent", "sweep.overrides": swept[:5000]})
+        self.run.log_params({"sweep.overrides": swept[:6000], "sweep.jobs": str(self.jobs or "unknown")})
         self.experiment_id = experiment_id
         os.environ[PARENT_ENV] = self.run.run_id
         atexit.register(self._end_if_running)

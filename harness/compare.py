@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     parser.add_argument("--metric", default=None, help="default: the task's headline test metric")
     parser.add_argument("--by", default="loss", help="comma-separated tags or config keys (default: loss)")
+    parser.add_argument("--columns", default=None, help="also write a pivot: one column per value of this key")
     parser.add_argument("--parent", default=None, help="only the runs of this sweep (parent run id)")
     parser.add_argument("--out", default=None, help="output folder (default: comparison/<experiment>)")
     args = parser.parse_args(argv)
@@ -149,10 +150,35 @@ def main(argv: list[str] | None = None) -> int:
     table.drop(columns=["run_ids"]).to_csv(out / "comparison.csv", index=False)
     plot(table, metric, by, args.tracking_uri, out)
     print(text)
+    if args.columns:
+        pivot_text = pivot(runs, metric, by, args.columns)
+        (out / "pivot.md").write_text(pivot_text + "\n")
+        print("\n" + pivot_text)
     failed = int(table["failed"].sum())
     print(f"\n{len(runs)} runs ({failed} not finished); best first ({'lower' if lower_is_better(metric) else 'higher'} is better). "
           f"Wrote {out}/comparison.md, comparison.csv, bars.png, curves.png")
     return 0
+
+
+def pivot(runs: pd.DataFrame, metric: str, by: list[str], key: str) -> str:
+    """Markdown table: rows = ``by`` combinations, one column per value of ``key``, cells mean ± std (n)."""
+    table = summarise(runs, metric, [*by, key])
+    values = sorted(table[key].unique(), key=lambda v: float(v) if str(v).replace(".", "", 1).isdigit() else str(v))
+    order = table.groupby(by, sort=False)["mean"].mean().sort_values(ascending=lower_is_better(metric)).index
+    lines = ["| " + " | ".join(by) + " | " + " | ".join(f"{key}={v}" for v in values) + " |", "|" + "---|" * (len(by) + len(values))]
+    for row_key in order:
+        row_key = row_key if isinstance(row_key, tuple) else (row_key,)
+        cells = []
+        for v in values:
+            match = table[(table[key] == v) & (table[by].apply(tuple, axis=1) == row_key)]
+            if match.empty or math.isnan(match.iloc[0]["mean"]):
+                cells.append("n/a")
+            else:
+                r = match.iloc[0]
+                std = 0.0 if math.isnan(r["std"]) else r["std"]
+                cells.append(f"{r['mean']:.3f} ± {std:.3f}" + (f" ({r['failed']} failed)" if r["failed"] else ""))
+        lines.append("| " + " | ".join(map(str, row_key)) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def default_metric(runs: pd.DataFrame) -> str:

@@ -87,7 +87,9 @@ def _marks_status(run: Run) -> Iterator[None]:
 
 
 def default_run_name(cfg: DictConfig) -> str:
-    return f"{cfg.loss.name}-{cfg.data.name}-s{cfg.seed}"
+    """``<variant or loss>-<data>-s<seed>``, e.g. ``huber-outliers-s0`` or ``bce_balanced-imbalanced-s2``."""
+    variant = (cfg.tracking.get("tags") or {}).get("variant") or cfg.loss.name
+    return f"{variant}-{cfg.data.name}-s{cfg.seed}"
 
 
 def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
@@ -97,6 +99,7 @@ def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
         "model": cfg.model.name,
         "seed": str(cfg.seed),
         "task": task,
+        **{str(k): str(v) for k, v in (cfg.tracking.get("tags") or {}).items()},
         **source_version(),
         **library_versions(),
     }

@@ -1,0 +1,108 @@
+"""The harness's training loop against a bare hand-written PyTorch loop, measured side by side.
+
+    python -m benchmarks.overhead [--repeats 7] [--device cpu|cuda]
+
+Both loops train the same model (same init), on the same pre-loaded tensors, with the same optimiser, batch size
+and number of steps. The bare loop is forward, loss, backward, step; the harness loop is ``harness.train.fit``
+with everything it does per step and per epoch (its criterion adapter, NaN guard, LR schedule, per-epoch
+validation metrics; progress bar off, no MLflow: tracking is measured by ``benchmarks.tracking``). Repeats
+alternate the two; the last line is ``harness/bare ratio: X`` (median over repeats and cases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from harness.__main__ import CONF_DIR
+from harness.criterion import build_criterion
+from harness.data import build_data
+from harness.models import build_model
+from harness.train import build_optimizer, build_scheduler, fit
+
+CASES = {
+    "mnist-cnn": ["data=mnist", "data.download=false", "trainer.epochs=2"],
+    "outliers-mlp": ["data=outliers", "model=mlp", "trainer.epochs=20"],
+}
+
+
+def bare_loop(model, x, y, loss_fn, optimizer, scheduler, epochs: int, batch_size: int, seed: int) -> None:
+    order = torch.Generator().manual_seed(seed)
+    n = len(x)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=order).to(x.device)
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            loss = loss_fn(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(case: str, overrides: list[str], device: torch.device, repeats: int) -> list[float]:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, "trainer.progress=false", f"trainer.device={device.type}"])
+    data = build_data(cfg.data, cfg.seed)
+    criterion = build_criterion(cfg, data.task, data.num_classes, data.class_counts() if data.num_classes else None).to(device)
+    data = data.to(device)
+    regression = data.task == "regression"
+
+    def bare_loss(out, target):
+        return F.mse_loss(out.squeeze(-1), target) if regression else F.cross_entropy(out, target)
+
+    def fresh():
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg.model, data, criterion.num_outputs).to(device)
+
+    steps = cfg.trainer.epochs * -(-len(data.train) // cfg.trainer.batch_size)
+    ratios = []
+    for r in range(repeats + 1):  # the first round warms up both
+        model = fresh()
+        opt = build_optimizer(cfg.optim, model)
+        sched = build_scheduler(cfg.optim, opt, steps)
+        sync(device)
+        t0 = time.perf_counter()
+        bare_loop(model, data.train.x, data.train.y, bare_loss, opt, sched, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed)
+        sync(device)
+        bare = time.perf_counter() - t0
+        model = fresh()
+        t0 = time.perf_counter()
+        fit(model, criterion, data, cfg)
+        sync(device)
+        harness = time.perf_counter() - t0
+        if r:
+            ratios.append(harness / bare)
+            print(f"  {case}: bare {bare:.3f}s, harness {harness:.3f}s, ratio {harness / bare:.3f}", flush=True)
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    all_ratios = []
+    for case, overrides in CASES.items():
+        ratios = measure(case, overrides, device, args.repeats)
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        print(f"{case}: median ratio {statistics.median(ratios):.3f} (IQR {q[0]:.3f}-{q[2]:.3f})", flush=True)
+        all_ratios += ratios
+    print(f"harness/bare ratio: {statistics.median(all_ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
