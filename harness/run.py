@@ -19,7 +19,7 @@ from .criterion import build_criterion, check_targets
 from .data import DataBundle, DataError, build_data
 from .models import build_model
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
-from .tracking import reap_orphans, signals_held, start_run, ui_command
+from .tracking import reap_orphans, signal_handlers, signals_held, start_run, ui_command
 from .train import NonFiniteLoss, fit, resolve_device
 
 
@@ -52,16 +52,8 @@ def _interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, later)
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(f"signal {signum}")
 
-    try:
-        previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not in the main thread: leave signals alone
+    with signal_handlers(first):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -142,6 +142,22 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def signal_handlers(handler: Callable[[int, Any], None]) -> Iterator[dict[int, Any] | None]:
+    """Install ``handler`` for SIGINT and SIGTERM, restoring the previous handlers on exit; yields those previous
+    handlers, or ``None`` outside the main thread (where Python cannot set handlers, and nothing is changed)."""
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield None
+        return
+    try:
+        yield previous
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Defer SIGINT/SIGTERM while writing to the store, then deliver them to the handlers that were in place.
 
@@ -151,21 +167,11 @@ def signals_held() -> Iterator[None]:
     just before the write but is handled during it is deferred too.
     """
     caught: list[int] = []
-
-    def record(signum: int, frame: Any) -> None:
-        caught.append(signum)
-
     try:
-        previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals are not ours to defer
-        yield
-        return
-    try:
-        yield
+        with signal_handlers(lambda signum, frame: caught.append(signum)) as previous:
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if caught:
+        if caught and previous:
             handler = previous[caught[0]]
             if callable(handler):
                 handler(caught[0], None)

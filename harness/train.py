@@ -101,23 +101,32 @@ def fit(
         for epoch in range(1, epochs + 1):
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
-            step_losses = torch.empty(steps_per_epoch, device=device)
+            # CPU: the loss value is read every step anyway (NaN guard); accelerators: kept on device, read once
+            step_losses: list[float] | torch.Tensor = [] if check_each_step else torch.empty(steps_per_epoch, device=device)
             for step in range(steps_per_epoch):
                 idx = perm[step * batch_size : (step + 1) * batch_size]
                 with autocast(device, precision):
                     loss = criterion(model(x[idx]), y[idx])
-                if check_each_step and not math.isfinite(value := loss.item()):
-                    raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + step + 1, value)
+                if check_each_step:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + step + 1, value)
+                    step_losses.append(value)
+                else:
+                    step_losses[step] = loss.detach()
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                if scaler.is_enabled():
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-                step_losses[step] = loss.detach()
                 bar.update()
 
-            losses = step_losses.tolist()  # the one host sync of the epoch
+            losses = step_losses if isinstance(step_losses, list) else step_losses.tolist()  # one host sync
             bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
             if bad is not None:
                 raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, losses[bad])

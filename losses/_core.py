@@ -128,7 +128,7 @@ class Loss(nn.Module):
     def forward(self, input: Tensor, target: Tensor, **overrides: Any) -> Tensor:
         """The loss of ``input`` against ``target``; ``overrides`` replace fixed arguments for this call only
         (e.g. a per-batch ``weight``)."""
-        kwargs = {**self.params, **dict(self.named_buffers(recurse=False)), **overrides}
+        kwargs = {**self.params, **self._buffers, **overrides} if (self._buffers or overrides) else self.params
         return type(self).spec.fn(input, target, **kwargs)
 
     def extra_repr(self) -> str:
