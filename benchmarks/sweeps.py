@@ -23,14 +23,20 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     overrides = overrides or DEFAULT
     results = {}
-    for name, launcher in (("basic (sequential)", []), (f"joblib n_jobs={args.n_jobs}", ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"])):
+    parallel = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
+    variants = (
+        ("basic (sequential), torch threads default", []),
+        (f"joblib n_jobs={args.n_jobs}, torch threads default", parallel),
+        (f"joblib n_jobs={args.n_jobs}, trainer.threads=1", [*parallel, "trainer.threads=1"]),
+    )
+    for name, launcher in variants:
         with tempfile.TemporaryDirectory() as cwd:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "harness", "-m", *launcher, *overrides], cwd=cwd, check=True, capture_output=True)
             results[name] = time.perf_counter() - t0
             print(f"{name}: {results[name]:.1f} s", flush=True)
-    seq, par = results.values()
-    print(f"speed-up of the parallel launcher: {seq / par:.2f}x")
+    seq, par, par1 = results.values()
+    print(f"speed-up of the parallel launcher: {seq / par:.2f}x (default threads), {seq / par1:.2f}x (trainer.threads=1)")
 
 
 if __name__ == "__main__":

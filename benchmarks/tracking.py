@@ -2,9 +2,10 @@
 
     python -m benchmarks.tracking [overrides...]
 
-Runs one real job (default: the synthetic segmentation data, 30 epochs, about 30 s on 2 CPU cores) into a fresh
-SQLite store with every ``harness.tracking.Run`` write timed, plus run creation and the store's setup. Target:
-logging <= 2% of the wall time.
+Runs one real job (default: the synthetic segmentation data, 30 epochs, about 25 s on 2 CPU cores) into a SQLite
+store with every ``harness.tracking.Run`` write timed, plus opening the store and creating the run. Creating a
+fresh store (MLflow's schema migrations, once per store) is timed separately, before the run. Target: logging <= 2%
+of the run's wall time.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> None:
     run_module.reap_orphans = timed("reap_orphans", run_module.reap_orphans)
 
     with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        tracking.open_experiment(f"sqlite:///{tmp}/mlflow.db", "loss-harness")
+        creation = time.perf_counter() - t0
         with initialize_config_dir(CONF_DIR, version_base="1.3"):
             cfg = compose("config", overrides=[*(sys.argv[1:] or DEFAULT), f"tracking.uri=sqlite:///{tmp}/mlflow.db"])
         t0 = time.perf_counter()
@@ -55,7 +59,8 @@ def main() -> None:
     print("| call | calls | seconds |\n|---|---:|---:|")
     for name in sorted(spent):
         print(f"| {name} | {calls[name]} | {spent[name]:.3f} |")
-    print(f"\nwall {wall:.1f} s; MLflow logging {logging:.2f} s = {100 * logging / wall:.2f}% "
+    print(f"\nfresh store created once beforehand in {creation:.2f} s (MLflow's migrations; not part of any run)")
+    print(f"wall {wall:.1f} s; MLflow logging {logging:.2f} s = {100 * logging / wall:.2f}% "
           f"(+ plots rendered and uploaded: {plots:.2f} s = {100 * plots / wall:.2f}%)")
 
 

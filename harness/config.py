@@ -76,6 +76,7 @@ RULES: dict[str, Rule] = {
     "trainer.device": _choice(*DEVICES),
     "trainer.precision": Rule(f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),
     "trainer.progress": _choice(True, False),
+    "trainer.threads": Rule("null or an integer >= 1", lambda v: v is None or _int(1).ok(v)),
     "optim.name": _choice("adam", "adamw", "sgd"),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),

@@ -154,6 +154,8 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     reap_orphans(client, experiment_id)
 
+    if cfg.trainer.get("threads"):
+        torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
     data = build_data(cfg.data, cfg.seed)
     check_targets(cfg.loss.name, data)

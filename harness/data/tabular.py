@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from sklearn.model_selection import train_test_split
 
 from .bundle import DataBundle, DataError, Split
 
@@ -13,6 +12,8 @@ from .bundle import DataBundle, DataError, Split
 def _stratified_splits(x: np.ndarray, y: np.ndarray, cfg: DictConfig, seed: int, name: str) -> DataBundle:
     """Stratified train/val/test split (``val_fraction``, ``test_fraction``), features standardised with training
     statistics."""
+    from sklearn.model_selection import train_test_split
+
     rest = cfg.val_fraction + cfg.test_fraction
     try:
         x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=rest, stratify=y, random_state=seed)
