@@ -70,7 +70,7 @@ def _marks_status(run: Run) -> Iterator[None]:
     except BaseException as err:
         tags = {"failure_reason": f"{type(err).__name__}: {err}"[:5000]}
         if isinstance(err, NonFiniteLoss):
-            tags.update(failed_epoch=str(err.epoch), failed_step=str(err.step))
+            tags.update(failed_epoch=str(err.epoch), failed_step=str(err.step), failed_in="gradients" if err.in_gradients else "loss")
         with signals_held():
             with contextlib.suppress(Exception):
                 run.set_tags(tags)

@@ -17,14 +17,24 @@ from .data import DataBundle
 
 
 class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; ``epoch`` and ``step`` (1-based, global) say where."""
+    """The training loss, or the gradients of the step before, became NaN or infinite; ``epoch`` and ``step``
+    (1-based, global) say where the non-finite values first appeared."""
 
-    def __init__(self, epoch: int, step: int, value: float) -> None:
+    def __init__(self, epoch: int, step: int, value: float, in_gradients: bool = False) -> None:
+        what = "gradients (the loss was finite; the update made the parameters non-finite)" if in_gradients else f"training loss ({value})"
         super().__init__(
-            f"non-finite training loss ({value}) at epoch {epoch}, step {step}; "
+            f"non-finite {what} at epoch {epoch}, step {step}; "
             "lower optim.lr, or check the loss and data for values it cannot take"
         )
-        self.epoch, self.step, self.value = epoch, step, value
+        self.epoch, self.step, self.value, self.in_gradients = epoch, step, value, in_gradients
+
+
+def non_finite(model: nn.Module, epoch: int, step: int, steps_per_epoch: int, value: float) -> NonFiniteLoss:
+    """The error for a non-finite loss at global ``step``: if the parameters are already non-finite, the previous
+    step's gradients (finite loss, non-finite gradients) were the cause, and that step is reported."""
+    if step > 1 and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return NonFiniteLoss((step - 2) // steps_per_epoch + 1, step - 1, value, in_gradients=True)
+    return NonFiniteLoss(epoch, step, value)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,7 +89,9 @@ def fit(
     Each epoch's dict holds ``train/loss`` (mean of the step losses) and ``val/<metric>``; ``on_epoch(epoch,
     metrics)`` is called after every epoch. Batch order comes from a generator seeded by ``cfg.seed``. A
     non-finite loss raises :class:`NonFiniteLoss`: at its step on CPU, at the end of its epoch on accelerators
-    (checking every step there would force a device sync per step). ``trainer.precision`` runs forward and loss
+    (checking every step there would force a device sync per step). Non-finite gradients under a finite loss
+    make the parameters non-finite, so the next step's loss is non-finite: the run stops there, before any further
+    update, and the step whose gradients were bad is reported. ``trainer.precision`` runs forward and loss
     under autocast; ``16-mixed`` scales the loss with a ``GradScaler``.
     """
     x, y = data.train.x, data.train.y
@@ -110,7 +122,7 @@ def fit(
                 if check_each_step:
                     value = loss.item()
                     if not math.isfinite(value):
-                        raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + step + 1, value)
+                        raise non_finite(model, epoch, (epoch - 1) * steps_per_epoch + step + 1, steps_per_epoch, value)
                     step_losses.append(value)
                 else:
                     step_losses[step] = loss.detach()
@@ -129,7 +141,7 @@ def fit(
             losses = step_losses if isinstance(step_losses, list) else step_losses.tolist()  # one host sync
             bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
             if bad is not None:
-                raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, losses[bad])
+                raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, losses[bad])  # on GPU: first bad loss
 
             metrics = {"train/loss": sum(losses) / len(losses)}
             val = tasks.metrics(data.task, tasks.predict(model, data.val.x), data.val.y, data.num_classes)

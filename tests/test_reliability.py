@@ -238,3 +238,36 @@ def test_random_overrides_run_or_are_refused_before_training(make_cfg, store, da
         failed = client.search_runs([client.get_experiment_by_name("loss-harness").experiment_id],
                                     filter_string="attributes.status = 'FAILED'")
         assert failed
+
+
+class _NaNGradient(torch.autograd.Function):
+    """Identity forward; backward returns NaN at the chosen call (finite loss, non-finite gradients)."""
+
+    calls = 0
+    bad_call = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _NaNGradient.calls += 1
+        return grad * float("nan") if _NaNGradient.calls == _NaNGradient.bad_call else grad
+
+
+def test_non_finite_gradients_are_reported_at_their_step(make_cfg):
+    from harness.criterion import build_criterion
+    from harness.data import build_data
+    from harness.models import build_model
+    from harness.train import fit
+
+    cfg = make_cfg("loss=huber", "trainer.epochs=3")  # 1000 / 64 -> 16 steps per epoch
+    data = build_data(cfg.data, 0)
+    criterion = build_criterion(cfg, "regression", None, None)
+    model = build_model(cfg.model, data, 1)
+    _NaNGradient.calls, _NaNGradient.bad_call = 0, 20  # the 20th backward: epoch 2, step 20
+    with pytest.raises(NonFiniteLoss) as err:
+        fit(model, lambda out, y: criterion(_NaNGradient.apply(out), y), data, cfg)
+    assert err.value.in_gradients and (err.value.epoch, err.value.step) == (2, 20)
+    assert "non-finite gradients" in str(err.value)
