@@ -97,9 +97,10 @@ def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
     }
 
 
-def test_metrics(model: torch.nn.Module, data: DataBundle) -> dict[str, float]:
-    """Task metrics on the test split, plus the weight and intercept errors of a linear model with known truth."""
-    result = tasks.metrics(data.task, tasks.predict(model, data.test.x), data.test.y, data.num_classes)
+def test_metrics(model: torch.nn.Module, data: DataBundle, test_out: torch.Tensor) -> dict[str, float]:
+    """Task metrics of ``test_out`` (the model's output on the test split), plus the weight and intercept errors
+    of a linear model with known truth."""
+    result = tasks.metrics(data.task, test_out, data.test.y, data.num_classes)
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if "true_coef" in data.info and len(linear) == 1:
         weight = linear[0].weight.detach().reshape(-1).cpu().double()
@@ -108,12 +109,13 @@ def test_metrics(model: torch.nn.Module, data: DataBundle) -> dict[str, float]:
     return result
 
 
-def log_plots(run: Run, model: torch.nn.Module, data: DataBundle, history: list[dict[str, float]], title: str) -> None:
+def log_plots(
+    run: Run, model: torch.nn.Module, data: DataBundle, history: list[dict[str, float]], test_out: torch.Tensor, title: str
+) -> None:
     """Learning curves for every run, plus the task's own figures, as PNG artifacts under ``plots/``."""
     import matplotlib.pyplot as plt
 
     figures = {"plots/learning_curves.png": plots.learning_curves(history, title)}
-    test_out = tasks.predict(model, data.test.x)
     if data.task == "regression":
         figures["plots/regression_fit.png"] = plots.regression_fit(
             data.test.y, test_out, data.train.y, tasks.predict(model, data.train.x), data.info["outlier_mask"], title
@@ -173,10 +175,11 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
         seconds = time.perf_counter() - started
-        test = test_metrics(model, data)
+        test_out = tasks.predict(model, data.test.x)
+        test = test_metrics(model, data, test_out)
         run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=cfg.trainer.epochs)
         if cfg.tracking.log_plots:
-            log_plots(run, model, data, history, run_name)
+            log_plots(run, model, data, history, test_out, run_name)
         run.end("FINISHED")
     return RunResult(run.run_id, run_name, experiment_id, uri, "FINISHED", test, history, seconds)
 
