@@ -48,7 +48,8 @@ def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> 
     if "tags.sweep" in runs.columns:
         runs = runs[runs["tags.sweep"] != "parent"]
     if parent is not None:
-        runs = runs[runs.get("tags.mlflow.parentRunId") == parent]
+        tag = "tags.mlflow.parentRunId"
+        runs = runs[runs[tag] == parent] if tag in runs.columns else runs.iloc[0:0]
     return runs
 
 

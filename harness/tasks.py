@@ -69,7 +69,6 @@ def expected_calibration_error(prob: Tensor, target: Tensor, bins: int = 15) -> 
     confidence, pred = prob.max(dim=1)
     correct = (pred == target).double()
     which = torch.clamp((confidence * bins).long(), max=bins - 1)
-    total = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, torch.ones_like(correct))
     acc = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, correct)
     conf = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, confidence.double())
     return float(((acc - conf).abs()).sum() / len(target))

@@ -7,7 +7,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import compare, reproduce
 from harness.run import execute
+from harness.train import NonFiniteLoss
 
 
 def test_compare_table_over_seeds_with_a_failed_run(make_cfg, store, tmp_path, capsys):
@@ -17,7 +18,7 @@ def test_compare_table_over_seeds_with_a_failed_run(make_cfg, store, tmp_path, c
     for loss in ("mse", "huber"):
         for seed in (0, 1, 2):
             results[loss, seed] = execute(make_cfg(f"loss={loss}", f"seed={seed}", "trainer.epochs=20"))
-    with pytest.raises(Exception):
+    with pytest.raises(NonFiniteLoss):
         execute(make_cfg("loss=mse", "seed=3", "data.outlier_scale=1e30"))  # a FAILED run: counted, not dropped
     out = tmp_path / "cmp"
     assert compare.main(["--experiment", "loss-harness", "--tracking-uri", store, "--out", str(out)]) == 0

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 FAST = ["trainer.progress=false", "trainer.epochs=3", "tracking.log_plots=false"]
