@@ -92,7 +92,7 @@ def class_weights(setting: Any, counts: list[int], beta: float) -> list[float] |
 class Criterion:
     """Callable ``criterion(output, labels)``: adapts output and labels to ``module``'s conventions."""
 
-    module: nn.Module
+    module: losses.Loss
     spec: LossSpec
     task: str
     num_outputs: int

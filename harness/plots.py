@@ -18,9 +18,9 @@ def _pyplot() -> Any:
 
 
 def learning_curves(history: list[dict[str, float]], title: str) -> Any:
-    """Training loss and every validation metric per epoch, one panel each."""
+    """Training loss, every validation metric and every learned loss parameter (``loss/alpha``) per epoch, one panel each."""
     plt = _pyplot()
-    keys = ["train/loss"] + sorted(k for k in history[0] if k.startswith("val/"))
+    keys = ["train/loss"] + sorted(k for k in history[0] if k.startswith(("val/", "loss/")))
     epochs = range(1, len(history) + 1)
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):

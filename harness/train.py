@@ -47,8 +47,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+def build_optimizer(cfg: DictConfig, model: nn.Module, loss: nn.Module | None = None) -> torch.optim.Optimizer:
+    """The configured optimizer over the model's parameters and, in a group without weight decay, those the loss
+    learns (e.g. ``barron_adaptive``'s alpha and scale)."""
+    params: list = [{"params": list(model.parameters())}]
+    learned = [p for p in loss.parameters() if p.requires_grad] if loss is not None else []
+    if learned:
+        params.append({"params": learned, "weight_decay": 0.0})
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
@@ -86,7 +91,8 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``data.train`` for ``cfg.trainer.epochs``; return one dict of metrics per epoch.
 
-    Each epoch's dict holds ``train/loss`` (mean of the step losses) and ``val/<metric>``; ``on_epoch(epoch,
+    Each epoch's dict holds ``train/loss`` (mean of the step losses), ``val/<metric>`` and, for a loss that learns
+    parameters, ``loss/<name>`` (e.g. ``loss/alpha``); ``on_epoch(epoch,
     metrics)`` is called after every epoch. Batch order comes from a generator seeded by ``cfg.seed``. A
     non-finite loss raises :class:`NonFiniteLoss`: at its step on CPU, at the end of its epoch on accelerators
     (checking every step there would force a device sync per step). Non-finite gradients under a finite loss
@@ -100,7 +106,7 @@ def fit(
     steps_per_epoch = math.ceil(n / batch_size)
     check_each_step = device.type == "cpu"
 
-    optimizer = build_optimizer(cfg.optim, model)
+    optimizer = build_optimizer(cfg.optim, model, criterion.module)
     scheduler = build_scheduler(cfg.optim, optimizer, epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.seed)
     monitor, _ = tasks.MONITOR[data.task]
@@ -144,6 +150,7 @@ def fit(
                 raise NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, losses[bad])  # on GPU: first bad loss
 
             metrics = {"train/loss": sum(losses) / len(losses)}
+            metrics.update({f"loss/{k}": v for k, v in criterion.module.learned().items()})
             val = tasks.metrics(data.task, tasks.predict(model, data.val.x), data.val.y, data.num_classes)
             metrics.update({f"val/{k}": v for k, v in val.items()})
             history.append(metrics)

@@ -131,8 +131,13 @@ class Loss(nn.Module):
         kwargs = {**self.params, **self._buffers, **overrides} if (self._buffers or overrides) else self.params
         return type(self).spec.fn(input, target, **kwargs)
 
+    def learned(self) -> dict[str, float]:
+        """Current values of the quantities this loss learns during training (none for most losses)."""
+        return {}
+
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        fixed = [f"{k}={v!r}" for k, v in self.params.items()]
+        return ", ".join(fixed + [f"{k}={v:.4g}" for k, v in self.learned().items()])
 
 
 _REGISTRY: dict[str, LossSpec] = {}
@@ -152,8 +157,10 @@ def register(
     constraints: Mapping[str, Constraint] | None = None,
     aliases: tuple[str, ...] = (),
     target_min: float | None = None,
+    base: type[Loss] = Loss,
 ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
-    """Decorator registering a functional loss under ``name`` and building its ``nn.Module`` wrapper."""
+    """Decorator registering a functional loss under ``name`` and building its ``nn.Module`` wrapper, a subclass of
+    ``base`` (a :class:`Loss` subclass for losses with learned parameters)."""
     bad = [t for t in tasks if t not in TASKS]
     if bad or input not in INPUTS or target not in TARGETS:
         raise ValueError(f"bad spec for loss '{name}': tasks={tasks}, input={input}, target={target}")
@@ -162,7 +169,7 @@ def register(
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"loss '{name}' is already registered")
         doc = (fn.__doc__ or "").strip()
-        module = type(_module_name(name), (Loss,), {"__doc__": doc, "__module__": fn.__module__})
+        module = type(_module_name(name), (base,), {"__doc__": doc, "__module__": fn.__module__})
         spec = LossSpec(
             name=name,
             fn=fn,

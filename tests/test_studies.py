@@ -12,7 +12,7 @@ from harness.__main__ import CONF_DIR
 from harness.callbacks import expand_sweep
 from harness.config import validate
 
-STUDIES = {"robust_regression": 54, "imbalanced_binary": 45, "mnist_losses": 42, "segmentation_losses": 42}
+STUDIES = {"robust_regression": 63, "imbalanced_binary": 45, "mnist_losses": 42, "segmentation_losses": 42}
 
 
 @pytest.mark.parametrize("study, jobs", STUDIES.items())
