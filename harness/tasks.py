@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import losses
+
 DATA_TASKS: dict[str, str] = {
     "outliers": "regression",
     "imbalanced": "binary",
@@ -30,6 +32,12 @@ MONITOR: dict[str, tuple[str, bool]] = {
     "multiclass": ("accuracy", False),
     "segmentation": ("miou", False),
 }
+
+
+def trainable_losses() -> list[str]:
+    """Registered losses that serve a task the harness trains (the GAN losses serve none); each has a
+    ``conf/loss/<name>.yaml``."""
+    return [n for n in losses.available() if set(losses.spec(n).tasks) & set(MONITOR)]
 
 
 def task_of_data(name: str) -> str:

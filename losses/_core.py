@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-TASKS = ("regression", "binary", "multiclass", "segmentation")
+TASKS = ("regression", "binary", "multiclass", "segmentation", "adversarial")  # the harness trains the first four
 INPUTS = ("values", "logits", "probabilities")
-TARGETS = ("float", "binary", "index", "one_hot", "mask")
+TARGETS = ("float", "binary", "index", "one_hot", "mask", "none")  # none: the loss takes no target (GAN generator)
 REDUCTIONS = ("mean", "sum", "none")
 
 Check = Callable[[Any], bool]
@@ -125,7 +125,7 @@ class Loss(nn.Module):
             else:
                 self.params[key] = value
 
-    def forward(self, input: Tensor, target: Tensor, **overrides: Any) -> Tensor:
+    def forward(self, input: Tensor, target: Tensor | None = None, **overrides: Any) -> Tensor:
         """The loss of ``input`` against ``target``; ``overrides`` replace fixed arguments for this call only
         (e.g. a per-batch ``weight``)."""
         kwargs = {**self.params, **self._buffers, **overrides} if (self._buffers or overrides) else self.params

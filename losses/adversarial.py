@@ -1,41 +1,81 @@
 """GAN losses on discriminator logits (Goodfellow et al. 2014; hinge: Lim & Ye 2017, Miyato et al. 2018).
 
-They take logits on real and generated samples rather than ``(input, target)``, so they are plain functions, not
-registry entries: no task of the harness trains a GAN.
+Two registered losses, ``kind`` in ``minimax | non_saturating | hinge``:
+- ``gan_discriminator(logits, is_real)``: the discriminator's loss on a batch of real (target 1) and generated
+  (target 0) samples;
+- ``gan_generator(logits)``: the generator's loss on the discriminator's logits for generated samples (no target).
+
+``mean`` averages over the samples given. GAN code usually writes the discriminator's loss as ``mean over real +
+mean over generated``; :func:`discriminator_loss` and :func:`generator_loss` keep that two-argument form. No task of
+the harness trains a GAN: these serve the ``adversarial`` task only.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._core import as_float, check_param, check_same_shape, one_of, reduce, register
+
 KINDS = ("minimax", "non_saturating", "hinge")
+_KIND = one_of(*KINDS)
 
 
-def _check(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+@register("gan_discriminator", tasks=("adversarial",), input="logits", target="binary", constraints={"kind": _KIND})
+def gan_discriminator(
+    input: Tensor, target: Tensor, *, kind: str = "non_saturating", weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Discriminator loss per sample: ``-log D(x)`` for real samples (``target`` 1) and ``-log(1 - D(x))`` for
+    generated ones (``target`` 0), i.e. ``softplus(-input)`` and ``softplus(input)``; ``hinge`` uses ``relu(1 - input)``
+    and ``relu(1 + input)``.
+
+    ``minimax`` and ``non_saturating`` differ only for the generator, so they give the same discriminator loss.
+    """
+    check_param("gan_discriminator", "kind", kind, _KIND)
+    check_same_shape("gan_discriminator", input, target)
+    input = as_float(input)
+    real = as_float(target).to(input.dtype) > 0.5
+    signed = torch.where(real, -input, input)  # the logit pushed the wrong way is the one penalised
+    loss = F.relu(1.0 + signed) if kind == "hinge" else F.softplus(signed)
+    return reduce(loss, reduction, weight)
+
+
+@register("gan_generator", tasks=("adversarial",), input="logits", target="none", constraints={"kind": _KIND})
+def gan_generator(
+    input: Tensor,
+    target: None = None,
+    *,
+    kind: str = "non_saturating",
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Generator loss per generated sample, from the discriminator's logit ``input``: ``minimax`` minimises
+    ``log(1 - D(G(z)))`` = ``-softplus(input)`` (its gradient vanishes while D wins), ``non_saturating`` minimises
+    ``-log D(G(z))`` = ``softplus(-input)`` (Goodfellow et al.'s practical choice), ``hinge`` is ``-input``.
+
+    There is no target: pass ``None`` (or leave it out).
+    """
+    check_param("gan_generator", "kind", kind, _KIND)
+    if target is not None:
+        raise ValueError("loss 'gan_generator': target must be None (the generator's loss has no target)")
+    input = as_float(input)
+    if kind == "hinge":
+        loss = -input
+    elif kind == "minimax":
+        loss = -F.softplus(input)
+    else:
+        loss = F.softplus(-input)
+    return reduce(loss, reduction, weight)
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, kind: str = "non_saturating") -> Tensor:
-    """Discriminator loss, mean over samples.
-
-    ``minimax`` and ``non_saturating`` share the discriminator's BCE ``-log D(x) - log(1 - D(G(z)))`` =
-    ``softplus(-real) + softplus(fake)``; ``hinge`` is ``relu(1 - real) + relu(1 + fake)``.
-    """
-    _check(kind)
-    if kind == "hinge":
-        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    """``mean`` of :func:`gan_discriminator` over the real logits plus its ``mean`` over the generated ones: the
+    form most GAN code writes (e.g. ``softplus(-real).mean() + softplus(fake).mean()``)."""
+    real = gan_discriminator(real_logits, torch.ones_like(real_logits), kind=kind)
+    return real + gan_discriminator(fake_logits, torch.zeros_like(fake_logits), kind=kind)
 
 
 def generator_loss(fake_logits: Tensor, kind: str = "non_saturating") -> Tensor:
-    """Generator loss, mean over samples: ``minimax`` minimises ``log(1 - D(G(z)))`` = ``-softplus(fake)``
-    (saturates when D wins), ``non_saturating`` minimises ``-log D(G(z))`` = ``softplus(-fake)``, ``hinge`` is
-    ``-fake``."""
-    _check(kind)
-    if kind == "hinge":
-        return -fake_logits.mean()
-    if kind == "minimax":
-        return -F.softplus(fake_logits).mean()
-    return F.softplus(-fake_logits).mean()
+    """``mean`` of :func:`gan_generator` over the generated samples' logits."""
+    return gan_generator(fake_logits, kind=kind)

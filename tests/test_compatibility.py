@@ -39,7 +39,7 @@ def files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("data", list(TINY))
-@pytest.mark.parametrize("loss", losses.available())
+@pytest.mark.parametrize("loss", tasks.trainable_losses())
 def test_pair_trains_or_is_refused(make_cfg, files, data, loss):
     name = data.split("-")[0]
     extra = [f"data.root={files}"] if name in ("mnist", "fashion_mnist", "pets") else []
@@ -68,6 +68,6 @@ def test_pair_trains_or_is_refused(make_cfg, files, data, loss):
     assert f"val/{monitor}" in epoch
 
 
-def test_every_loss_fits_some_dataset():
-    for loss in losses.available():
+def test_every_trainable_loss_fits_some_dataset():
+    for loss in tasks.trainable_losses():
         assert any(loss in losses.available(t) for t in ("regression", "binary", "multiclass", "segmentation"))
