@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_param, check_same_shape, one_of, reduce, register
+from ._core import as_float, check_param, check_reduction, check_same_shape, one_of, reduce, register
 
 KINDS = ("minimax", "non_saturating", "hinge")
 _KIND = one_of(*KINDS)
@@ -30,15 +30,19 @@ def gan_discriminator(
     generated ones (``target`` 0), i.e. ``softplus(-input)`` and ``softplus(input)``; ``hinge`` uses ``relu(1 - input)``
     and ``relu(1 + input)``.
 
-    ``minimax`` and ``non_saturating`` differ only for the generator, so they give the same discriminator loss.
+    ``minimax`` and ``non_saturating`` differ only for the generator, so they give the same discriminator loss: the
+    binary cross-entropy with logits, which also takes soft targets (one-sided label smoothing, Salimans et al. 2016:
+    0.9 for real samples).
     """
     check_param("gan_discriminator", "kind", kind, _KIND)
     check_same_shape("gan_discriminator", input, target)
     input = as_float(input)
-    real = as_float(target).to(input.dtype) > 0.5
-    signed = torch.where(real, -input, input)  # the logit pushed the wrong way is the one penalised
-    loss = F.relu(1.0 + signed) if kind == "hinge" else F.softplus(signed)
-    return reduce(loss, reduction, weight)
+    target = as_float(target).to(input.dtype)
+    if kind == "hinge":
+        return reduce(F.relu(1.0 - (2.0 * target - 1.0) * input), reduction, weight)
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(input, target, reduction=check_reduction(reduction))
+    return reduce(F.binary_cross_entropy_with_logits(input, target, reduction="none"), reduction, weight)
 
 
 @register("gan_generator", tasks=("adversarial",), input="logits", target="none", constraints={"kind": _KIND})

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_param, check_same_shape, focal_factor, in_range, non_negative, reduce, register
+from ._core import as_float, check_param, check_reduction, check_same_shape, focal_factor, in_range, non_negative, reduce, register
 
 _EPS = 1e-7
 _BIN = dict(tasks=("binary", "segmentation"), input="logits", target="binary")
@@ -56,6 +56,8 @@ def bce(
     if isinstance(pos_weight, (int, float)):
         pos_weight = torch.tensor(float(pos_weight), dtype=input.dtype, device=input.device)
     if from_logits:
+        if weight is None:
+            return F.binary_cross_entropy_with_logits(input, target, pos_weight=pos_weight, reduction=check_reduction(reduction))
         loss = F.binary_cross_entropy_with_logits(input, target, pos_weight=pos_weight, reduction="none")
     else:
         p = input.clamp(_EPS, 1.0 - _EPS)

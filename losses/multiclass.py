@@ -260,6 +260,9 @@ def poly1(
     """Poly-1 loss (Leng et al. 2022): ``CE + epsilon (1 - p_t)``, with ``p_t = <y_smoothed, softmax(input)>``."""
     target, keep = _index_setup("poly1", input, target, ignore_index)
     logp = _log_probs(input, from_logits=True)
+    if not label_smoothing:  # one-hot y: CE = -log p_y and p_t = p_y
+        logp_y = _gather(logp, target)
+        return _index_reduce(-logp_y - epsilon * torch.expm1(logp_y), target, keep, weight, reduction)
     y = _smoothed_one_hot(target, logp.shape[1], label_smoothing, logp.dtype)
     ce_terms = -(y * logp).sum(dim=1)
     pt = (y * logp.exp()).sum(dim=1)
@@ -274,8 +277,8 @@ def softmax_mse(
     of Janocha & Czarnecki 2017). Bounded, so a mislabelled example has bounded influence."""
     target, keep = _index_setup("softmax_mse", input, target, ignore_index)
     p = F.softmax(as_float(input), dim=1)
-    y = _smoothed_one_hot(target, p.shape[1], 0.0, p.dtype)
-    return _index_reduce((p - y).square().sum(dim=1), target, keep, weight, reduction)
+    squared_error = p.square().sum(dim=1) - 2.0 * _gather(p, target) + 1.0  # sum_c (p_c - y_c)^2, y one-hot
+    return _index_reduce(squared_error, target, keep, weight, reduction)
 
 
 @register("softmax_mae", aliases=("expectation_l1",), **dict(_INDEX, tasks=("multiclass",)))
@@ -285,9 +288,8 @@ def softmax_mae(
     """Absolute error between ``softmax(input)`` and the one-hot target, summed over classes (Janocha & Czarnecki
     2017); equals ``2 (1 - p_y)``, the MAE that Ghosh et al. (2017) show is robust to symmetric label noise."""
     target, keep = _index_setup("softmax_mae", input, target, ignore_index)
-    p = F.softmax(as_float(input), dim=1)
-    y = _smoothed_one_hot(target, p.shape[1], 0.0, p.dtype)
-    return _index_reduce((p - y).abs().sum(dim=1), target, keep, weight, reduction)
+    logp_y = _gather(_log_probs(input, from_logits=True), target)
+    return _index_reduce(-2.0 * torch.expm1(logp_y), target, keep, weight, reduction)  # sum_c |p_c - y_c| = 2 (1 - p_y)
 
 
 @register("generalized_ce", aliases=("gce",), constraints={"q": in_range(0.0, 1.0, lo_open=True)}, **dict(_INDEX, tasks=("multiclass",)))

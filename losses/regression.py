@@ -94,8 +94,10 @@ def msle(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reducti
     negative predictions are treated as 0 instead of producing NaN.
     """
     input, target = _prepare("msle", input, target)
-    diff = torch.log1p(input.clamp_min(_EPS)) - torch.log1p(target.clamp_min(_EPS))
-    return reduce(diff.square(), reduction, weight)
+    log_input, log_target = torch.log1p(input.clamp_min(_EPS)), torch.log1p(target.clamp_min(_EPS))
+    if weight is None:
+        return F.mse_loss(log_input, log_target, reduction=check_reduction(reduction))
+    return reduce((log_input - log_target).square(), reduction, weight)
 
 
 @register("mape", aliases=("mean_absolute_percentage_error",), **_REG)
@@ -153,7 +155,12 @@ def cauchy(
     """
     check_param("cauchy", "scale", scale, positive())
     input, target = _prepare("cauchy", input, target)
-    return reduce(torch.log1p(0.5 * ((input - target) / scale).square()), reduction, weight)
+    return reduce(torch.log1p(0.5 * _scaled_square(input - target, scale)), reduction, weight)
+
+
+def _scaled_square(r: Tensor, scale: float | Tensor) -> Tensor:
+    """``(r / scale)**2``, without the division when ``scale`` is the number 1."""
+    return (r if isinstance(scale, (int, float)) and scale == 1 else r / scale).square()
 
 
 _BARRON_ALPHA = Constraint(
@@ -188,19 +195,24 @@ def barron(
     check_param("barron", "scale", scale, positive())
     check_param("barron", "alpha", alpha, _BARRON_ALPHA)
     input, target = _prepare("barron", input, target)
-    return reduce(_rho(((input - target) / scale).square(), alpha), reduction, weight)
+    return reduce(_rho(_scaled_square(input - target, scale), alpha), reduction, weight)
 
 
 def _rho(x2: Tensor, alpha: float | Tensor) -> Tensor:
-    """Barron's ``rho`` at squared scaled residuals ``x2`` for shape ``alpha`` (a number, or a tensor broadcastable to
-    ``x2``), with the closed forms at ``alpha`` = 2, 0 and -inf."""
+    """Barron's ``rho`` at squared scaled residuals ``x2`` for shape ``alpha``.
+
+    A number ``alpha`` uses the closed forms at 2, 1, 0 and -inf. A tensor ``alpha`` (``>= 0``, broadcastable to
+    ``x2``, e.g. a learned one) uses the general form with ``alpha`` and ``|alpha - 2|`` floored at the dtype's
+    epsilon, as Barron's code does: it tends to the closed forms at 0 and 2 and keeps a gradient there.
+    """
     if isinstance(alpha, Tensor):
-        b = (alpha - 2.0).abs().clamp_min(1e-30)
-        a = torch.where(alpha == 0, 1e-30, alpha)
-        general = (b / a) * torch.expm1((a / 2.0) * torch.log1p(x2 / b))
-        return torch.where(alpha == 0, torch.log1p(0.5 * x2), torch.where(alpha == 2, 0.5 * x2, general))
+        eps = torch.finfo(x2.dtype).eps
+        b, a = (alpha - 2.0).abs().clamp_min(eps), alpha.clamp_min(eps)
+        return (b / a) * torch.expm1((a / 2.0) * torch.log1p(x2 / b))
     if alpha == 2:
         return 0.5 * x2
+    if alpha == 1:
+        return x2 / (torch.sqrt(x2 + 1.0) + 1.0)  # sqrt(x2 + 1) - 1 without cancellation
     if alpha == 0:
         return torch.log1p(0.5 * x2)
     if alpha == -math.inf:
@@ -305,7 +317,14 @@ def barron_adaptive(
     if not isinstance(scale, Tensor):
         check_param("barron_adaptive", "scale", scale, positive())
     input, target = _prepare("barron_adaptive", input, target)
-    scale = torch.as_tensor(scale, dtype=input.dtype, device=input.device)
-    alpha = torch.as_tensor(alpha, dtype=input.dtype, device=input.device)
-    nll = _rho(((input - target) / scale).square(), alpha) + torch.log(scale) + barron_log_partition(alpha)
-    return reduce(nll, reduction, weight)
+    x2 = _scaled_square(input - target, scale)
+    if isinstance(alpha, Tensor):
+        alpha = alpha.to(input.dtype)
+        log_z = barron_log_partition(alpha).to(input.dtype)
+    else:
+        log_z = barron_log_partition(alpha).item()
+    log_c = torch.log(scale) if isinstance(scale, Tensor) else math.log(scale)
+    const, rho = log_c + log_z, _rho(x2, alpha)
+    if reduction == "mean" and (not isinstance(const, Tensor) or const.ndim == 0):
+        return reduce(rho, reduction, weight) + const  # (weighted) mean of rho + k is mean(rho) + k: one pass fewer
+    return reduce(rho + const, reduction, weight)
