@@ -21,6 +21,10 @@ def test_discriminator_loss_is_bce_with_logits(kind):
             gan_discriminator(LOGITS, IS_REAL, kind=kind, reduction=reduction),
             F.binary_cross_entropy_with_logits(LOGITS, IS_REAL, reduction=reduction),
         )
+    smoothed = IS_REAL * 0.9  # one-sided label smoothing (Salimans et al. 2016)
+    torch.testing.assert_close(
+        gan_discriminator(LOGITS, smoothed, kind=kind), F.binary_cross_entropy_with_logits(LOGITS, smoothed)
+    )
 
 
 def test_hinge_by_hand():

@@ -141,6 +141,17 @@ def test_barron_special_cases():
         torch.testing.assert_close(near, R.barron(x, y, alpha=special, scale=c), rtol=1e-4, atol=1e-6)
 
 
+def test_expectation_losses_and_poly1_equal_their_one_hot_definitions():
+    """Ours skip building one-hot tensors; the definitions build them."""
+    x, y = torch.randn(32, 5, generator=gen(), dtype=torch.float64), torch.randint(0, 5, (32,), generator=gen(1))
+    p, one_hot = F.softmax(x, 1), F.one_hot(y, 5).to(x.dtype)
+    torch.testing.assert_close(M.softmax_mse(x, y, reduction="none"), (p - one_hot).square().sum(1))
+    torch.testing.assert_close(M.softmax_mae(x, y, reduction="none"), (p - one_hot).abs().sum(1))
+    smoothed = one_hot * 0.9 + 0.1 / 5
+    poly = -(smoothed * F.log_softmax(x, 1)).sum(1) + 1.5 * (1 - (smoothed * p).sum(1))
+    torch.testing.assert_close(M.poly1(x, y, epsilon=1.5, label_smoothing=0.1, reduction="none"), poly)
+
+
 def test_noisy_label_losses_reduce_to_known_ones():
     x, y = torch.randn(32, 5, generator=gen()), torch.randint(0, 5, (32,), generator=gen(1))
     p_y = F.softmax(x, 1).gather(1, y[:, None]).squeeze(1)
