@@ -228,7 +228,8 @@ _NODES: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
 
 def _quadrature_nodes(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Squared nodes ``x**2`` and log weights of the quadrature of an even function over the real line."""
+    """Squared nodes ``x**2`` and log weights of the quadrature of an even function over the real line (in float64,
+    ``x**2`` reaches 1e61, where ``rho`` stays finite for ``alpha <= 4``)."""
     key = (device, dtype)
     if key not in _NODES:
         t = torch.arange(-_QUAD_SPAN, _QUAD_SPAN + _QUAD_STEP / 2, _QUAD_STEP, dtype=torch.float64)
@@ -243,14 +244,16 @@ def barron_log_partition(alpha: float | Tensor) -> Tensor:
     for ``alpha`` in ``[0, 4]`` (``Z`` diverges for ``alpha < 0``): ``log(pi sqrt 2)`` at 0, ``log(2 e K_1(1))`` at 1,
     ``log(sqrt(2 pi))`` at 2.
 
-    Computed by quadrature at every call rather than Barron's precomputed spline, in float64 (float32 on MPS, which has
-    no float64), and differentiable in ``alpha`` by autograd. Returns a tensor of ``alpha``'s shape.
+    Computed by quadrature at every call rather than Barron's precomputed spline, in float64 (on the CPU for MPS
+    tensors, since MPS has no float64), and differentiable in ``alpha`` by autograd. Returns a tensor of ``alpha``'s
+    shape, dtype and device.
     """
     alpha = torch.as_tensor(alpha, dtype=torch.float64 if not isinstance(alpha, Tensor) else None)
-    dtype = torch.float32 if alpha.device.type == "mps" else torch.float64
-    x2, log_w = _quadrature_nodes(alpha.device, dtype)
-    a = alpha.to(dtype).unsqueeze(-1)
-    return torch.logsumexp(log_w - _rho(x2, a), dim=-1).to(alpha.dtype if alpha.is_floating_point() else dtype)
+    if alpha.device.type == "mps":
+        return barron_log_partition(alpha.cpu()).to(alpha.device)
+    x2, log_w = _quadrature_nodes(alpha.device, torch.float64)
+    log_z = torch.logsumexp(log_w - _rho(x2, alpha.double().unsqueeze(-1)), dim=-1)
+    return log_z.to(alpha.dtype) if alpha.is_floating_point() else log_z
 
 
 ALPHA_RANGE = (0.001, 1.999)  # Barron's AdaptiveLossFunction defaults
