@@ -256,6 +256,11 @@ class _NaNGradient(torch.autograd.Function):
         return grad * float("nan") if _NaNGradient.calls == _NaNGradient.bad_call else grad
 
 
+class _PoisonGradients(torch.nn.Module):
+    def forward(self, x):
+        return _NaNGradient.apply(x)
+
+
 def test_non_finite_gradients_are_reported_at_their_step(make_cfg):
     from harness.criterion import build_criterion
     from harness.data import build_data
@@ -265,9 +270,9 @@ def test_non_finite_gradients_are_reported_at_their_step(make_cfg):
     cfg = make_cfg("loss=huber", "trainer.epochs=3")  # 1000 / 64 -> 16 steps per epoch
     data = build_data(cfg.data, 0)
     criterion = build_criterion(cfg, "regression", None, None)
-    model = build_model(cfg.model, data, 1)
+    model = torch.nn.Sequential(build_model(cfg.model, data, 1), _PoisonGradients())
     _NaNGradient.calls, _NaNGradient.bad_call = 0, 20  # the 20th backward: epoch 2, step 20
     with pytest.raises(NonFiniteLoss) as err:
-        fit(model, lambda out, y: criterion(_NaNGradient.apply(out), y), data, cfg)
+        fit(model, criterion, data, cfg)
     assert err.value.in_gradients and (err.value.epoch, err.value.step) == (2, 20)
     assert "non-finite gradients" in str(err.value)
