@@ -37,9 +37,10 @@ def column(frame: pd.DataFrame, key: str) -> str:
 def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> pd.DataFrame:
     import mlflow
 
-    from .tracking import resolve_uri
+    from .tracking import open_store, resolve_uri
 
     mlflow.set_tracking_uri(resolve_uri(tracking_uri))
+    open_store(resolve_uri(tracking_uri))  # never read a store while another process is still creating it
     if mlflow.get_experiment_by_name(experiment) is None:
         raise SystemExit(f"error: no experiment named '{experiment}' in {resolve_uri(tracking_uri)}")
     runs = mlflow.search_runs(experiment_names=[experiment], max_results=50000, output_format="pandas")

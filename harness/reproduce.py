@@ -26,13 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.0, help="relative tolerance per metric (default 0: exact)")
     args = parser.parse_args(argv)
 
-    from mlflow.tracking import MlflowClient
-
     from .run import execute
-    from .tracking import library_versions, resolve_uri, source_version
+    from .tracking import library_versions, open_store, resolve_uri, source_version
 
     uri = resolve_uri(args.tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = open_store(uri)
     original = client.get_run(args.run_id)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = OmegaConf.load(Path(client.download_artifacts(args.run_id, "config.yaml", tmp)))

@@ -78,6 +78,15 @@ def _check_server(uri: str) -> None:
         ) from None
 
 
+def open_store(uri: str) -> MlflowClient:
+    """A client for ``uri`` whose store has been created (or found complete) under the store's lock, so that reading
+    a SQLite store while another process creates it (a first run, ``mlflow ui``) cannot interleave their migrations."""
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
 def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     """Client for ``uri`` and the id of experiment ``name`` (created if missing)."""
     if uri.startswith(("http://", "https://")):

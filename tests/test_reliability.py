@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from harness.config import ConfigError, validate
 from harness.data import images as image_data
 from harness.run import execute, main_job
+from harness.tracking import open_store
 from harness.train import NonFiniteLoss
 
 BAD_VALUES = [
@@ -82,7 +83,7 @@ def test_unreachable_tracking_server_fails_fast_and_clearly(tmp_path):
 
 
 def only_run(db: Path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    client = open_store(f"sqlite:///{db}")  # the run may still be creating the store: wait for its lock
     runs = client.search_runs([client.get_experiment_by_name("loss-harness").experiment_id])
     return client, runs
 
@@ -276,3 +277,30 @@ def test_non_finite_gradients_are_reported_at_their_step(make_cfg):
         fit(model, criterion, data, cfg)
     assert err.value.in_gradients and (err.value.epoch, err.value.step) == (2, 20)
     assert "non-finite gradients" in str(err.value)
+
+
+def test_reading_a_store_waits_while_another_process_creates_it(tmp_path):
+    """Two processes migrating one fresh SQLite store corrupt it; readers take the creator's lock first."""
+    import threading
+
+    from harness import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    events: list[str] = []
+
+    def creator():
+        with tracking._store_lock(uri):
+            events.append("creating")
+            time.sleep(0.5)
+            tracking.MlflowClient(tracking_uri=uri).search_experiments()
+            events.append("created")
+
+    thread = threading.Thread(target=creator)
+    thread.start()
+    while not events:
+        time.sleep(0.01)
+    client = open_store(uri)
+    events.append("read")
+    thread.join()
+    assert events == ["creating", "created", "read"]
+    assert [e.name for e in client.search_experiments()] == ["Default"]
