@@ -126,9 +126,6 @@ def reference_barron_nll(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0, s
     return reference_barron(x, y, alpha, scale) + math.log(scale) + LOG_Z_ALPHA_1
 
 
-learned_barron = losses.get("barron_adaptive", alpha=0.7, scale=1.3)
-
-
 def reference_learned_barron(device: str) -> Callable:
     """The paper's formula with ``alpha`` and ``scale`` as leaf tensors that get gradients, and ``log Z(0.7)`` as a
     precomputed constant: what the module computes, minus computing ``log Z``."""
@@ -160,7 +157,7 @@ def cases(device: str) -> list[tuple[str, str, Callable, Callable, tuple]]:
     onehot1k = F.one_hot(y1k, 1000).float()
     mb, tb = t(8, 1, 256, 256), torch.randint(0, 2, (8, 1, 256, 256), generator=g).float().to(device)
     m21, t21 = t(8, 21, 128, 128), torch.randint(0, 21, (8, 128, 128), generator=g).to(device)
-    learned_barron.to(device)
+    learned_barron = losses.get("barron_adaptive", alpha=0.7, scale=1.3).to(device)
     R, B, M, S, A = losses.regression, losses.binary, losses.multiclass, losses.segmentation, losses.adversarial
     keras_hinge = lambda a, b: torch.clamp(1 - (2 * b - 1) * a, min=0)  # noqa: E731
     return [
@@ -240,6 +237,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="*", help="substrings of the cases to run (default: all)")
     args = parser.parse_args()
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2 (the spread needs two ratios)")
 
     print(f"loss kernels, forward+backward, {args.device}; {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, {date.today()}\n")

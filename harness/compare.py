@@ -39,10 +39,11 @@ def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> 
 
     from .tracking import open_store, resolve_uri
 
-    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
-    open_store(resolve_uri(tracking_uri))  # never read a store while another process is still creating it
+    uri = resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    open_store(uri)  # never read a store while another process is still creating it
     if mlflow.get_experiment_by_name(experiment) is None:
-        raise SystemExit(f"error: no experiment named '{experiment}' in {resolve_uri(tracking_uri)}")
+        raise SystemExit(f"error: no experiment named '{experiment}' in {uri}")
     runs = mlflow.search_runs(experiment_names=[experiment], max_results=50000, output_format="pandas")
     if runs.empty:
         return runs

@@ -92,8 +92,7 @@ def fit(
     """Train ``model`` on ``data.train`` for ``cfg.trainer.epochs``; return one dict of metrics per epoch.
 
     Each epoch's dict holds ``train/loss`` (mean of the step losses), ``val/<metric>`` and, for a loss that learns
-    parameters, ``loss/<name>`` (e.g. ``loss/alpha``); ``on_epoch(epoch,
-    metrics)`` is called after every epoch. Batch order comes from a generator seeded by ``cfg.seed``. A
+    parameters, ``loss/<name>`` (e.g. ``loss/alpha``); ``on_epoch(epoch, metrics)`` is called after every epoch. Batch order comes from a generator seeded by ``cfg.seed``. A
     non-finite loss raises :class:`NonFiniteLoss`: at its step on CPU, at the end of its epoch on accelerators
     (checking every step there would force a device sync per step). Non-finite gradients under a finite loss
     make the parameters non-finite, so the next step's loss is non-finite: the run stops there, before any further

@@ -8,6 +8,7 @@ over the last axis followed by the batch mean. Half-precision inputs are compute
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -256,6 +257,11 @@ def barron_log_partition(alpha: float | Tensor) -> Tensor:
     return log_z.to(alpha.dtype) if alpha.is_floating_point() else log_z
 
 
+@functools.lru_cache(maxsize=64)
+def _log_partition_of(alpha: float) -> float:
+    return barron_log_partition(alpha).item()
+
+
 ALPHA_RANGE = (0.001, 1.999)  # Barron's AdaptiveLossFunction defaults
 SCALE_MIN = 1e-5
 
@@ -325,7 +331,7 @@ def barron_adaptive(
         alpha = alpha.to(input.dtype)
         log_z = barron_log_partition(alpha).to(input.dtype)
     else:
-        log_z = barron_log_partition(alpha).item()
+        log_z = _log_partition_of(alpha)
     log_c = torch.log(scale) if isinstance(scale, Tensor) else math.log(scale)
     const, rho = log_c + log_z, _rho(x2, alpha)
     if reduction == "mean" and (not isinstance(const, Tensor) or const.ndim == 0):
