@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 import pandas as pd
 
-LOWER_IS_BETTER = ("loss", "rmse", "mae", "nll", "ece", "log_loss", "coef_error", "bias_error", "time")
-
-
 def lower_is_better(metric: str) -> bool:
-    name = metric.split("/")[-1]
-    return any(name == k or name.startswith(k) for k in LOWER_IS_BETTER)
+    """The metric's direction, as its task declares it (``harness.tasks``)."""
+    from .tasks import lower_is_better as declared
+
+    return declared(metric)
 
 
 def column(frame: pd.DataFrame, key: str) -> str:
@@ -185,10 +184,11 @@ def pivot(runs: pd.DataFrame, metric: str, by: list[str], key: str) -> str:
 
 
 def default_metric(runs: pd.DataFrame) -> str:
-    from .tasks import MONITOR
+    from . import tasks
 
-    task = runs["tags.task"].dropna().iloc[0] if "tags.task" in runs.columns and runs["tags.task"].notna().any() else "regression"
-    return f"test/{MONITOR[task][0]}"
+    if "tags.task" not in runs.columns or not runs["tags.task"].notna().any():
+        raise SystemExit("error: these runs have no 'task' tag; name the metric with --metric")
+    return f"test/{tasks.get(runs['tags.task'].dropna().iloc[0]).monitor}"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Each rule names a dotted key, the values it allows and, when broken, raises :class:`ConfigError` with a message
 that names the key, the value given and what is allowed. Rules for keys a config does not have are skipped, so
-one table serves every ``data``/``model``/``optim`` choice.
+one table serves every ``data``/``model``/``optim`` choice. Option lists (models, optimisers, datasets) come from
+their registries. :func:`validate` checks what the config alone decides; :func:`validate_data` what needs the
+built data (its class count, target range), still before any run is created.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import losses
 
-from .tasks import task_of_data
+from . import models, optim, tasks
+from .data import DataBundle, get_dataset
+from .data.table import TABLE_TASKS
+from .errors import ConfigError
+from .loss_config import import_modules, import_object, loss_name, loss_params, loss_spec, target_of
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
-
-
-class ConfigError(ValueError):
-    """A config that cannot work; raised before any training starts."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ def _choice(*choices: Any) -> Rule:
     return Rule(f"one of {list(choices)}", lambda v: v in choices)
 
 
+def _registered(available: Callable[[], list[str]]) -> Rule:
+    return Rule(f"one of {available()}", lambda v: v in available())
+
+
 def _int_list(lo: int) -> Rule:
     return Rule(
         f"a list of integers >= {lo}",
@@ -77,12 +83,11 @@ RULES: dict[str, Rule] = {
     "trainer.precision": Rule(f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),
     "trainer.progress": _choice(True, False),
     "trainer.threads": Rule("null or an integer >= 1", lambda v: v is None or _int(1).ok(v)),
-    "optim.name": _choice("adam", "adamw", "sgd"),
+    "optim.name": Rule(f"one of {optim.available()}", lambda v: v in optim.available()),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),
     "optim.momentum": Rule("a number in [0, 1)", lambda v: _num(v) and 0 <= v < 1),
     "optim.scheduler": _choice("cosine", "none"),
-    "model.name": _choice("linear", "mlp", "cnn", "unet"),
     "model.hidden": Rule("an integer >= 1 (cnn) or a list of them (mlp)", lambda v: _int(1).ok(v) or _int_list(1).ok(v)),
     "model.channels": Rule("a non-empty list of integers >= 1", lambda v: _int_list(1).ok(v) and len(v) > 0),
     "model.activation": _choice("relu", "gelu", "tanh"),
@@ -113,7 +118,10 @@ RULES: dict[str, Rule] = {
     "data.label_noise": Rule("a number in [0, 0.9]", lambda v: _num(v) and 0 <= v <= 0.9),
     "data.download": _choice(True, False),
     "data.image_size": Rule("an integer >= 8 divisible by 4", lambda v: _int(8).ok(v) and v % 4 == 0),
-    "data.num_classes": Rule("an integer in [2, 4]", lambda v: _int(2).ok(v) and v <= 4),
+    "data.num_classes": Rule("null (read from the data) or an integer >= 2", lambda v: v is None or _int(2).ok(v)),
+    "data.task": _choice(*TABLE_TASKS),
+    "data.channels": _choice(1, 3),
+    "data.standardize_target": _choice(True, False),
     "data.shapes_per_image": _int(1),
     "data.fg_fraction": Rule("a number in (0, 0.6]", lambda v: _num(v) and 0 < v <= 0.6),
     "data.contrast": _ge(0),
@@ -121,9 +129,6 @@ RULES: dict[str, Rule] = {
     "data.max_images": Rule("null or an integer >= 2", lambda v: v is None or _int(2).ok(v)),
     "tracking.experiment": Rule("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())),
 }
-
-NUM_CLASSES = {"regression": None, "binary": 2, "multiclass": 10}
-
 
 def _get(cfg: DictConfig, key: str) -> tuple[bool, Any]:
     node: Any = cfg
@@ -136,46 +141,92 @@ def _get(cfg: DictConfig, key: str) -> tuple[bool, Any]:
     return True, node
 
 
-def loss_params(cfg: DictConfig) -> dict[str, Any]:
-    """The loss group's keyword arguments: every key but ``name``."""
-    params = OmegaConf.to_container(cfg.loss, resolve=True)
-    assert isinstance(params, dict)
-    params.pop("name", None)
-    return params
+def task_of(cfg: DictConfig) -> tasks.Task:
+    """The task the configured data poses."""
+    try:
+        return tasks.of_config(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def num_classes_of(cfg: DictConfig) -> int | None:
-    task = task_of_data(cfg.data.name)
-    return cfg.data.num_classes if task == "segmentation" else NUM_CLASSES[task]
+    """Classes known from the config alone (2 for binary data, ``data.num_classes`` where the data has that key),
+    else ``None`` until the data is built."""
+    return task_of(cfg).classes_in_config(cfg.data)
+
+
+def check_compatible(spec: losses.LossSpec, cfg: DictConfig, num_classes: int | None) -> None:
+    """:class:`ConfigError` naming the losses that fit, if ``spec`` cannot train the configured data."""
+    task = task_of(cfg)
+    reason = task.incompatibility(spec, num_classes)
+    if reason:
+        fitting = [n for n in losses.available() if task.incompatibility(losses.spec(n), num_classes) is None]
+        raise ConfigError(f"loss={spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}; losses that fit: {fitting}")
+
+
+def _check_class_weights(cfg: DictConfig, classes: int | None) -> None:
+    weights = cfg.data.get("class_weights")
+    if OmegaConf.is_list(weights) and classes is not None and len(weights) != classes:
+        raise ConfigError(f"data.class_weights has {len(weights)} values but data={cfg.data.name} has {classes} classes")
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first key whose value cannot work, for a loss or model that does not fit
     the task, or for class weights of the wrong length, before anything is built."""
-    from .criterion import check_compatible
-    from .models import model_fits
-
     for key, rule in RULES.items():
         present, value = _get(cfg, key)
         if present and not rule.ok(value):
             raise ConfigError(f"{key}={value!r} is not allowed: {key} must be {rule.allowed}")
-
-    task = task_of_data(cfg.data.name)
-    name = cfg.loss.name
+    import_modules(cfg)
     try:
-        losses.spec(name).check_params(loss_params(cfg))
+        problem = get_dataset(cfg.data.name).check(cfg.data)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if problem:
+        raise ConfigError(problem)
+    try:
+        model_spec = models.model_spec(cfg.model)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if model_spec is None:
+        import_object(models.target_of(cfg.model), "model._target_")
+    task = task_of(cfg)
+    spec = loss_spec(cfg)
+    if not target_of(cfg):
+        try:
+            spec.check_params(loss_params(cfg))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     classes = num_classes_of(cfg)
-    check_compatible(name, cfg.data.name, task, classes)
-    rank = 3 if task in ("multiclass", "segmentation") else 1
-    reason = model_fits(cfg.model.name, task, rank)
-    if reason:
-        raise ConfigError(f"model={cfg.model.name} does not fit data={cfg.data.name} (task '{task}'): {reason}")
-    weights = cfg.data.get("class_weights")
-    if task == "regression" and weights is not None:
-        raise ConfigError("data.class_weights applies to classification data, not data=outliers")
-    if OmegaConf.is_list(weights) and len(weights) != classes:
-        raise ConfigError(f"data.class_weights has {len(weights)} values but data={cfg.data.name} has {classes} classes")
+    check_compatible(spec, cfg, classes)
+    if model_spec is not None:
+        reason = task.model_incompatibility(model_spec, None)
+        if reason:
+            raise ConfigError(f"model={model_spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}")
+    if not task.classification and cfg.data.get("class_weights") is not None:
+        raise ConfigError(f"data.class_weights applies to classification data, not data={cfg.data.name}")
+    _check_class_weights(cfg, classes)
     if str(cfg.trainer.get("precision", "32")) == "16-mixed" and cfg.trainer.device == "cpu":
         raise ConfigError("trainer.precision=16-mixed needs a CUDA device; on CPU use 32 or bf16")
+
+
+def validate_data(cfg: DictConfig, data: DataBundle) -> None:
+    """What only the built data can tell: the loss against its class count and target range, the model against
+    its input shape, class weights against its classes."""
+    task = task_of(cfg)
+    spec = loss_spec(cfg)
+    check_compatible(spec, cfg, data.num_classes)
+    model_spec = models.model_spec(cfg.model)
+    if model_spec is not None:
+        reason = task.model_incompatibility(model_spec, data.input_shape)
+        if reason:
+            raise ConfigError(f"model={model_spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}")
+    _check_class_weights(cfg, data.num_classes)
+    if spec.target_min is not None and not task.classification:
+        lowest = float(data.train.y.min())
+        if lowest < spec.target_min:
+            fitting = [n for n in losses.available(task.name) if losses.spec(n).target_min is None]
+            raise ConfigError(
+                f"loss={loss_name(cfg)} needs targets >= {spec.target_min:g} (counts or positive quantities) but "
+                f"data={data.name} has training targets down to {lowest:.3g}; losses that fit: {fitting}"
+            )

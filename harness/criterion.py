@@ -1,12 +1,7 @@
-"""The loss as the harness uses it: checked against the task, shaped to the model's output, given class weights.
+"""The loss as the harness uses it: shaped to the model's output by the task, given class weights.
 
-How labels meet each loss (the "common mistakes" are impossible by construction: models emit logits and every
-loss applies its own activation):
-- regression: one output, squeezed to ``(N,)``, against float targets.
-- binary: one logit per example ``(N, 1)`` against float {0, 1} targets ``(N, 1)``.
-- multiclass: ``C`` logits; integer targets for ``index`` losses, one-hot for ``one_hot`` losses.
-- segmentation: ``(N, 1, H, W)`` logits against {0, 1} masks when the masks are binary and the loss takes binary
-  masks; otherwise ``(N, C, H, W)`` logits against integer masks.
+Models emit logits (or raw values) and every loss applies its own activation, so "softmax before binary
+cross-entropy" cannot happen; how labels meet each loss is the task's (``harness.tasks``, ``Task.prepare``).
 
 Class weights (``data.class_weights``): ``balanced`` is ``n / (C n_c)`` (scikit-learn's), ``effective`` is
 ``(1 - beta) / (1 - beta**n_c)`` normalised to sum to ``C`` (Cui et al. 2019, ``data.cb_beta``), or a list. They
@@ -20,55 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 
 import losses
 from losses import LossSpec
 
-from .config import ConfigError, loss_params
-from .data import DataBundle
-
-
-def num_outputs(task: str, num_classes: int | None, spec: LossSpec) -> int:
-    """Width of the model's output (channels, for segmentation) that ``spec`` needs on this task."""
-    if task in ("regression", "binary"):
-        return 1
-    assert num_classes is not None
-    if task == "segmentation" and num_classes == 2 and spec.target in ("binary", "mask"):
-        return 1
-    return num_classes
-
-
-def incompatibility(spec: LossSpec, task: str, num_classes: int | None) -> str | None:
-    """Why ``spec`` cannot train ``task`` (with ``num_classes``), or ``None`` if it can."""
-    if task not in spec.tasks:
-        return f"it serves {list(spec.tasks)}, not {task}"
-    if task == "segmentation" and spec.target == "binary" and num_classes != 2:
-        return f"it takes binary masks and this data has {num_classes} classes (set data.num_classes=2)"
-    return None
-
-
-def check_compatible(loss: str, data: str, task: str, num_classes: int | None) -> None:
-    reason = incompatibility(losses.spec(loss), task, num_classes)
-    if reason:
-        fitting = [n for n in losses.available() if incompatibility(losses.spec(n), task, num_classes) is None]
-        raise ConfigError(f"loss={loss} does not fit data={data} (task '{task}'): {reason}; losses that fit: {fitting}")
-
-
-def check_targets(loss: str, data: DataBundle) -> None:
-    """Refuse a loss defined only for targets >= ``spec.target_min`` on data whose training targets go below it."""
-    spec = losses.spec(loss)
-    if spec.target_min is None or data.task != "regression":
-        return
-    lowest = float(data.train.y.min())
-    if lowest < spec.target_min:
-        fitting = [n for n in losses.available("regression") if losses.spec(n).target_min is None]
-        raise ConfigError(
-            f"loss={loss} needs targets >= {spec.target_min:g} (counts or positive quantities) but data={data.name} "
-            f"has training targets down to {lowest:.3g}; losses that fit: {fitting}"
-        )
+from . import tasks
+from .errors import ConfigError
+from .loss_config import build_user_loss, loss_params, loss_spec, target_of
 
 
 def class_weights(setting: Any, counts: list[int], beta: float) -> list[float] | None:
@@ -90,11 +45,11 @@ def class_weights(setting: Any, counts: list[int], beta: float) -> list[float] |
 
 @dataclass
 class Criterion:
-    """Callable ``criterion(output, labels)``: adapts output and labels to ``module``'s conventions."""
+    """Callable ``criterion(output, labels)``: the task adapts output and labels to ``module``'s conventions."""
 
     module: losses.Loss
     spec: LossSpec
-    task: str
+    task: tasks.Task
     num_outputs: int
     num_classes: int | None
     weights: list[float] | None = None
@@ -102,14 +57,7 @@ class Criterion:
     sample_weights: Tensor | None = None
 
     def prepare(self, output: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        if self.task == "regression":
-            return output.squeeze(-1), labels
-        if self.num_outputs == 1:  # binary labels or binary masks: one logit per example/pixel
-            target = labels.unsqueeze(1).to(output.dtype if output.is_floating_point() else torch.float32)
-            return output, target
-        if self.spec.target == "one_hot":
-            return output, F.one_hot(labels, self.num_outputs).movedim(-1, 1).float()
-        return output, labels
+        return self.task.prepare(output, labels, self.num_outputs, self.spec.target)
 
     def __call__(self, output: Tensor, labels: Tensor) -> Tensor:
         output, target = self.prepare(output, labels)
@@ -129,11 +77,12 @@ class Criterion:
         return {"class_weights.values": str([round(w, 6) for w in self.weights]), "class_weights.form": str(self.weight_form)}
 
 
-def build_criterion(cfg: DictConfig, task: str, num_classes: int | None, counts: list[int] | None) -> Criterion:
+def build_criterion(cfg: DictConfig, task: str | tasks.Task, num_classes: int | None, counts: list[int] | None) -> Criterion:
     """The configured loss for ``task``, with class weights from ``counts`` in the form the loss takes."""
-    spec = losses.spec(cfg.loss.name)
+    task = tasks.get(task) if isinstance(task, str) else task
+    spec = loss_spec(cfg)
     params = loss_params(cfg)
-    outputs = num_outputs(task, num_classes, spec)
+    outputs = task.num_outputs(spec, num_classes)
     setting = cfg.data.get("class_weights")
     if isinstance(setting, (list, tuple)) or OmegaConf.is_list(setting):
         setting = list(setting)
@@ -153,5 +102,33 @@ def build_criterion(cfg: DictConfig, task: str, num_classes: int | None, counts:
             sample_weights, form = w, "per-example weight"
         else:
             raise ConfigError(f"loss={spec.name} takes no class weights on binary masks; set data.class_weights=null")
-    module = losses.get(spec.name, **params)
+    module = build_user_loss(spec, params) if target_of(cfg) else losses.get(spec.name, **params)
     return Criterion(module, spec, task, outputs, num_classes, weights, form, sample_weights)
+
+
+def probe(criterion: Criterion, model: torch.nn.Module, x: Tensor, y: Tensor) -> None:
+    """Check a user's model and loss on two training examples before any run is created: the model's output has
+    the shape the task needs, and the loss returns a finite scalar that carries a gradient. Eval mode, so no
+    random numbers are drawn and no running statistics change."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(x[:2])
+        want = criterion.num_outputs
+        if out.ndim < 2 or out.shape[0] != len(x[:2]) or out.shape[1] != want:
+            raise ConfigError(
+                f"model {type(model).__name__} returned output of shape {tuple(out.shape)} for a batch of "
+                f"{len(x[:2])}; the loss needs (N, {want}{', H, W' if criterion.task.per_pixel else ''})"
+            )
+        value = criterion(out, y[:2])
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a user's model or loss failing on a real batch
+        raise ConfigError(f"model and loss fail on a training batch: {type(err).__name__}: {err}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ConfigError(f"loss={criterion.spec.name} must return a scalar tensor; it returned {shape}")
+    if not value.requires_grad:
+        raise ConfigError(f"loss={criterion.spec.name} returned a tensor without grad (detached, or computed outside autograd)")

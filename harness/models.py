@@ -1,17 +1,98 @@
-"""Models: every one maps a batch to raw outputs (values or logits); the loss decides any activation."""
+"""Model registry: every model maps a batch to raw outputs (values or logits); the loss decides any activation.
+
+A built-in model registers its builder ``(cfg, input_shape, num_outputs) -> nn.Module`` with :func:`register_model`,
+saying whether it emits per-pixel outputs (masks) and which input rank it needs; its ``conf/model/<name>.yaml``
+holds ``name`` and its keys. A user's model is ``model._target_=pkg.module.Net``: a class (or function) called with
+the config's other keys and ``input_shape`` (a tuple, e.g. ``(1, 28, 28)``) and ``num_outputs`` (an int).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from .data import DataBundle
+from .errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-MODELS = ("linear", "mlp", "cnn", "unet")
+Builder = Callable[[DictConfig, tuple[int, ...], int], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``per_pixel``: emits one output per pixel (segmentation). ``input_rank``: the input rank it needs (3 for
+    ``(C, H, W)`` images), ``None`` for any. ``build``: ``None`` for a user's ``_target_`` model."""
+
+    name: str
+    build: Builder | None
+    per_pixel: bool = False
+    input_rank: int | None = None
+    input_kind: str = ""
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, per_pixel: bool = False, input_rank: int | None = None, input_kind: str = "") -> Callable[[Builder], Builder]:
+    """Decorator registering ``build(cfg, input_shape, num_outputs)`` as ``model=<name>``."""
+
+    def decorate(build: Builder) -> Builder:
+        _MODELS[name] = ModelSpec(name, build, per_pixel, input_rank, input_kind)
+        return build
+
+    return decorate
+
+
+def available() -> list[str]:
+    return sorted(_MODELS)
+
+
+def target_of(cfg: DictConfig) -> str | None:
+    """The dotted path of a user's model (``model._target_``), or ``None`` for a built-in."""
+    return cfg.get("_target_") or None
+
+
+def model_spec(cfg: DictConfig) -> ModelSpec | None:
+    """The spec of the configured built-in model, or ``None`` for a user's ``_target_`` model (whose output is
+    checked by a forward pass instead)."""
+    if target_of(cfg):
+        return None
+    if cfg.name not in _MODELS:
+        raise ValueError(f"model.name={cfg.name!r} is unknown; valid: {available()}")
+    return _MODELS[cfg.name]
+
+
+def model_name(cfg: DictConfig) -> str:
+    """The model's name as tagged: the built-in's name, or a user model's class name."""
+    target = target_of(cfg)
+    return target.rsplit(".", 1)[-1] if target else str(cfg.name)
+
+
+def build_model(cfg: DictConfig, data: Any, outputs: int) -> nn.Module:
+    """Build the configured model for ``data``'s input shape (a :class:`DataBundle` or the shape itself) with
+    ``outputs`` outputs; its initial weights come from the global torch seed."""
+    input_shape = tuple(getattr(data, "input_shape", data))
+    target = target_of(cfg)
+    if target:
+        from .loss_config import import_object, split_kwargs
+
+        kwargs = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(kwargs, dict)
+        kwargs.pop("name", None)
+        kwargs.pop("_target_")
+        obj = import_object(target, "model._target_")
+        kwargs = split_kwargs(obj, {**kwargs, "input_shape": tuple(input_shape), "num_outputs": outputs}, f"model._target_={target}")
+        try:
+            return obj(**kwargs)
+        except TypeError as err:
+            raise ConfigError(f"model._target_={target}: its arguments {sorted(kwargs)} do not fit: {err}") from None
+    spec = model_spec(cfg)
+    assert spec is not None and spec.build is not None
+    return spec.build(cfg, tuple(input_shape), outputs)
 
 
 def mlp(in_features: int, hidden: list[int], outputs: int, activation: str, dropout: float) -> nn.Sequential:
@@ -74,26 +155,22 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def build_model(cfg: DictConfig, data: DataBundle, outputs: int) -> nn.Module:
-    """Build ``cfg.name`` for ``data``'s input shape with ``outputs`` outputs (init from the global torch seed)."""
-    shape = data.input_shape
-    if cfg.name == "linear":
-        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), outputs))
-    if cfg.name == "mlp":
-        return mlp(math.prod(shape), list(cfg.hidden), outputs, cfg.activation, cfg.dropout)
-    if cfg.name == "cnn":
-        return cnn(shape, outputs, list(cfg.channels), cfg.hidden, cfg.dropout)
-    if cfg.name == "unet":
-        return UNet(shape[0], outputs, list(cfg.channels))
-    raise ValueError(f"model.name={cfg.name!r} is unknown; valid: {list(MODELS)}")
+@register_model("linear")
+def _linear(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), outputs))
 
 
-def model_fits(model: str, task: str, input_shape_rank: int) -> str | None:
-    """Why ``model`` cannot serve ``task``, or ``None``."""
-    if model == "unet" and task != "segmentation":
-        return "unet outputs masks; it serves segmentation only"
-    if task == "segmentation" and model != "unet":
-        return "segmentation needs per-pixel outputs: use model=unet"
-    if model == "cnn" and input_shape_rank != 3:
-        return "cnn needs image inputs (C, H, W): use model=mlp or model=linear for tabular data"
-    return None
+@register_model("mlp")
+def _mlp(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
+    return mlp(math.prod(shape), list(cfg.hidden), outputs, cfg.activation, cfg.dropout)
+
+
+@register_model("cnn", input_rank=3, input_kind="(C, H, W images; use model=mlp or model=linear for tabular data)")
+def _cnn(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
+    return cnn(shape, outputs, list(cfg.channels), cfg.hidden, cfg.dropout)
+
+
+@register_model("unet", per_pixel=True, input_rank=3, input_kind="(C, H, W images)")
+def _unet(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
+    return UNet(shape[0], outputs, list(cfg.channels))
+

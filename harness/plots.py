@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .evaluation import require_host
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -37,18 +39,19 @@ def regression_fit(
     test_true: Tensor, test_pred: Tensor, train_true: Tensor, train_pred: Tensor, outlier_mask: Tensor, title: str
 ) -> Any:
     """Left: clean test predictions against truth. Right: training residuals against fitted values, outliers marked."""
+    require_host("plots.regression_fit", test_true, test_pred, train_true, train_pred, outlier_mask)
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    t, p = test_true.cpu().numpy(), test_pred.cpu().numpy()
+    t, p = test_true.numpy(), test_pred.numpy()
     left.scatter(t, p, s=6, alpha=0.5)
     lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
     left.plot([lo, hi], [lo, hi], color="black", lw=1, label="y = x")
     left.set(xlabel="true (clean test)", ylabel="predicted", title="test: predicted vs true")
     left.legend(loc="upper left")
 
-    fitted = train_pred.cpu().numpy()
-    resid = (train_true - train_pred).cpu().numpy()
-    mask = outlier_mask.cpu().numpy()
+    fitted = train_pred.numpy()
+    resid = (train_true - train_pred).numpy()
+    mask = outlier_mask.numpy()
     right.scatter(fitted[~mask], resid[~mask], s=6, alpha=0.5, label=f"clean ({(~mask).sum()})")
     right.scatter(fitted[mask], resid[mask], s=10, alpha=0.8, color="tab:red", label=f"outliers ({mask.sum()})")
     right.axhline(0, color="black", lw=1)
@@ -65,8 +68,9 @@ def pr_curve(score: Tensor, target: Tensor, title: str) -> Any:
     """Precision-recall curve of the positive class, with the chance level (the positive rate)."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
+    require_host("plots.pr_curve", score, target)
     plt = _pyplot()
-    y, s = target.cpu().numpy(), score.detach().float().cpu().numpy()
+    y, s = target.numpy(), score.detach().float().numpy()
     precision, recall, _ = precision_recall_curve(y, s)
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.plot(recall, precision, label=f"AP = {average_precision_score(y, s):.3f}")
@@ -80,6 +84,7 @@ def pr_curve(score: Tensor, target: Tensor, title: str) -> Any:
 
 def confusion_matrix(counts: Tensor, title: str) -> Any:
     """Counts with row-normalised shading (rows: true class, columns: predicted)."""
+    require_host("plots.confusion_matrix", counts)
     plt = _pyplot()
     cm = counts.double()
     rates = (cm / cm.sum(1, keepdim=True).clamp_min(1)).numpy()
@@ -96,9 +101,10 @@ def confusion_matrix(counts: Tensor, title: str) -> Any:
 
 def reliability_diagram(prob: Tensor, target: Tensor, title: str, bins: int = 15) -> Any:
     """Accuracy against confidence in equal-width bins (Guo et al. 2017); the diagonal is perfect calibration."""
+    require_host("plots.reliability_diagram", prob, target)
     plt = _pyplot()
     conf, pred = prob.max(1)
-    correct = (pred == target.cpu()).double()
+    correct = (pred == target).double()
     edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
     which = torch.clamp((conf * bins).long(), max=bins - 1)
     count = torch.bincount(which, minlength=bins).double()
@@ -115,14 +121,15 @@ def reliability_diagram(prob: Tensor, target: Tensor, title: str, bins: int = 15
 
 def mask_grid(images: Tensor, true: Tensor, pred: Tensor, title: str) -> Any:
     """One row per image: input, true mask, predicted mask."""
+    require_host("plots.mask_grid", images, true, pred)
     plt = _pyplot()
     n = len(images)
     fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
     vmax = max(int(true.max()), int(pred.max()), 1)
     for i in range(n):
-        img = images[i].float().cpu()
+        img = images[i].float()
         img = img[0] if img.shape[0] == 1 else ((img - img.min()) / (img.max() - img.min() + 1e-8)).permute(1, 2, 0)
-        for ax, content, name in zip(axes[i], (img, true[i].cpu(), pred[i].cpu()), ("input", "true mask", "predicted")):
+        for ax, content, name in zip(axes[i], (img, true[i], pred[i]), ("input", "true mask", "predicted")):
             ax.imshow(content.numpy(), cmap="gray" if name == "input" else "viridis", vmin=None if name == "input" else 0, vmax=None if name == "input" else vmax)
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:

@@ -13,11 +13,14 @@ from typing import Any, Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import plots, tasks
-from .config import ConfigError, validate
-from .criterion import build_criterion, check_targets
-from .data import DataBundle, DataError, build_data
+from . import models, plots, tasks
 from .models import build_model
+from .config import ConfigError, task_of, validate, validate_data
+from .criterion import build_criterion, probe
+from .data import DataBundle, DataError, build_data
+from .evaluation import Evaluation, evaluate
+from .loss_config import loss_name
+from .loss_config import target_of as loss_target
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
 from .tracking import reap_orphans, signal_handlers, signals_held, start_run, ui_command
 from .train import NonFiniteLoss, fit, resolve_device
@@ -78,62 +81,52 @@ def _marks_status(run: Run) -> Iterator[None]:
         raise
 
 
+def variant_of(cfg: DictConfig) -> str:
+    """The study arm: ``tracking.tags.variant`` when a variant sets it, else the loss's name."""
+    return str((cfg.tracking.get("tags") or {}).get("variant") or loss_name(cfg))
+
+
 def default_run_name(cfg: DictConfig) -> str:
     """``<variant or loss>-<data>-s<seed>``, e.g. ``huber-outliers-s0`` or ``bce_balanced-imbalanced-s2``."""
-    variant = (cfg.tracking.get("tags") or {}).get("variant") or cfg.loss.name
-    return f"{variant}-{cfg.data.name}-s{cfg.seed}"
+    return f"{variant_of(cfg)}-{cfg.data.name}-s{cfg.seed}"
 
 
 def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
     return {
-        "loss": cfg.loss.name,
+        "loss": loss_name(cfg),
         "data": cfg.data.name,
-        "model": cfg.model.name,
+        "model": models.model_name(cfg.model),
         "seed": str(cfg.seed),
         "task": task,
-        **{str(k): str(v) for k, v in (cfg.tracking.get("tags") or {}).items()},
+        **{str(k): str(v) for k, v in (cfg.tracking.get("tags") or {}).items() if v is not None},
+        "variant": variant_of(cfg),
         **source_version(),
         **library_versions(),
     }
 
 
-def test_metrics(model: torch.nn.Module, data: DataBundle, test_out: torch.Tensor) -> dict[str, float]:
-    """Task metrics of ``test_out`` (the model's output on the test split), plus the weight and intercept errors
-    of a linear model with known truth."""
-    result = tasks.metrics(data.task, test_out, data.test.y, data.num_classes)
-    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if "true_coef" in data.info and len(linear) == 1:
-        weight = linear[0].weight.detach().reshape(-1).cpu().double()
-        result["coef_error"] = (weight - data.info["true_coef"].double()).norm().item()
-        result["bias_error"] = abs(linear[0].bias.item() - data.info["true_bias"])
-    return result
+def provenance_tags(data: DataBundle) -> dict[str, str]:
+    """What the run trained on, as tags: source, digest, and what stood in for the requested data (if anything)."""
+    tags = {"data.source": data.source, "data.digest": data.digest()}
+    if data.substitute:
+        tags["data.substitute"] = data.substitute
+    return tags
 
 
 def log_plots(
-    run: Run, model: torch.nn.Module, data: DataBundle, history: list[dict[str, float]], test_out: torch.Tensor, title: str
+    run: Run, task: tasks.Task, model: torch.nn.Module, data: DataBundle, host: DataBundle,
+    history: list[dict[str, float]], test: Evaluation, title: str,
 ) -> None:
-    """Learning curves for every run, plus the task's own figures, as PNG artifacts under ``plots/``."""
+    """Learning curves for every run, plus the task's own figures, as PNG artifacts under ``plots/``. ``data`` is
+    on the training device (forward passes), ``host`` its CPU copy (inputs and facts shown in plots)."""
     import matplotlib.pyplot as plt
 
+    def evaluate_split(name: str) -> Evaluation:
+        split = getattr(data, name)
+        return evaluate(model, split.x, split.y)
+
     figures = {"plots/learning_curves.png": plots.learning_curves(history, title)}
-    if data.task == "regression":
-        figures["plots/regression_fit.png"] = plots.regression_fit(
-            data.test.y, test_out, data.train.y, tasks.predict(model, data.train.x), data.info["outlier_mask"], title
-        )
-    elif data.task == "binary":
-        figures["plots/pr_curve.png"] = plots.pr_curve(test_out, data.test.y, title)
-        figures["plots/confusion_matrix.png"] = plots.confusion_matrix(
-            tasks.confusion((test_out > 0).long(), data.test.y, 2), title
-        )
-    elif data.task == "multiclass":
-        figures["plots/confusion_matrix.png"] = plots.confusion_matrix(
-            tasks.confusion(test_out.argmax(1), data.test.y, data.num_classes), title
-        )
-        figures["plots/reliability.png"] = plots.reliability_diagram(torch.softmax(test_out.double(), 1), data.test.y, title)
-    elif data.task == "segmentation":
-        figures["plots/masks.png"] = plots.mask_grid(
-            data.test.x[:6], data.test.y[:6], tasks.segmentation_predictions(test_out[:6]), title
-        )
+    figures.update(task.figures(test, host, evaluate_split, title))
     for path, fig in figures.items():
         run.log_figure(fig, path)
         plt.close(fig)
@@ -142,8 +135,8 @@ def log_plots(
 def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     """Run ``cfg`` end to end and return its result.
 
-    Raises :class:`ConfigError` or :class:`TrackingError` before any data is built, :class:`DataError` before any
-    run is created;
+    Raises :class:`ConfigError` before any data is built; :class:`DataError`, a :class:`ConfigError` that only the
+    data, model or loss can tell, or :class:`TrackingError` before the store is touched or any run is created;
     errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate.
     """
     validate(cfg)
@@ -151,35 +144,40 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
         device = resolve_device(cfg.trainer.device)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    task = tasks.task_of_data(cfg.data.name)
-    uri = resolve_uri(cfg.tracking.uri)
-    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
-    reap_orphans(client, experiment_id)
+    task = task_of(cfg)
 
     if cfg.trainer.get("threads"):
         torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
-    data = build_data(cfg.data, cfg.seed)
-    check_targets(cfg.loss.name, data)
-    counts = data.class_counts() if data.num_classes else None
-    criterion = build_criterion(cfg, task, data.num_classes, counts).to(device)
-    data = data.to(device)
+    host = build_data(cfg.data, cfg.seed)
+    validate_data(cfg, host)
+    counts = host.class_counts() if host.num_classes else None
+    criterion = build_criterion(cfg, task, host.num_classes, counts).to(device)
+    data = host.to(device)
     model = build_model(cfg.model, data, criterion.num_outputs).to(device)
+    if loss_target(cfg) or models.target_of(cfg.model):
+        probe(criterion, model, data.train.x, data.train.y)
+    if host.substitute:
+        print(f"note: data={host.name}: {host.substitute}", file=sys.stderr, flush=True)
 
+    uri = resolve_uri(cfg.tracking.uri)
+    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
+    reap_orphans(client, experiment_id)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
-    run = start_run(client, experiment_id, run_name, run_tags(cfg, task), parent_run_id)
+    run = start_run(client, experiment_id, run_name, {**run_tags(cfg, task.name), **provenance_tags(host)}, parent_run_id)
     started = time.perf_counter()
     with _interrupts(), _marks_status(run):
         resolved = OmegaConf.to_container(cfg, resolve=True)
         run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params()})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        run.log_dataset(host.name, host.digest(), host.source, host.profile())
         history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
         seconds = time.perf_counter() - started
-        test_out = tasks.predict(model, data.test.x)
-        test = test_metrics(model, data, test_out)
+        test_eval = evaluate(model, data.test.x, data.test.y)
+        test = task.test_metrics(test_eval, host, model)
         run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=cfg.trainer.epochs)
         if cfg.tracking.log_plots:
-            log_plots(run, model, data, history, test_out, run_name)
+            log_plots(run, task, model, data, host, history, test_eval, run_name)
         run.end("FINISHED")
     return RunResult(run.run_id, run_name, experiment_id, uri, "FINISHED", test, history, seconds)
 
@@ -226,5 +224,4 @@ def main_job(cfg: DictConfig) -> float:
             return float("nan")
         sys.exit(1 if failed_run else 2)
     print(summary(result, cfg.tracking.experiment), flush=True)
-    monitor, _ = tasks.MONITOR[tasks.task_of_data(cfg.data.name)]
-    return result.history[-1][f"val/{monitor}"]
+    return result.history[-1][f"val/{task_of(cfg).monitor}"]

@@ -239,6 +239,17 @@ class Run:
         self.client.log_figure(self.run_id, figure, path)
 
     @_held
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any]) -> None:
+        """Record the training data as an MLflow dataset input (the UI's "Datasets used" column)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=digest, source_type="local" if source.startswith(("/", ".")) else "code",
+                          source=json.dumps({"uri": source}), profile=json.dumps(dict(profile)))
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+
+    @_held
     def end(self, status: str) -> None:
         """Flush what is buffered, then mark the run ``FINISHED``, ``FAILED`` or ``KILLED``."""
         if self.status is not None:

@@ -11,9 +11,10 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import tasks
 from .criterion import Criterion
 from .data import DataBundle
+from .evaluation import evaluate
+from .optim import build_optimizer, build_scheduler
 
 
 class NonFiniteLoss(RuntimeError):
@@ -45,30 +46,6 @@ def resolve_device(name: str) -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise ValueError(f"trainer.device={name} but no {name.upper()} device is available; use auto or cpu")
     return torch.device(name)
-
-
-def build_optimizer(cfg: DictConfig, model: nn.Module, loss: nn.Module | None = None) -> torch.optim.Optimizer:
-    """The configured optimizer over the model's parameters and, in a group without weight decay, those the loss
-    learns (e.g. ``barron_adaptive``'s alpha and scale)."""
-    params: list = [{"params": list(model.parameters())}]
-    learned = [p for p in loss.parameters() if p.requires_grad] if loss is not None else []
-    if learned:
-        params.append({"params": learned, "weight_decay": 0.0})
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-        )
-    raise ValueError(f"optim.name={cfg.name!r} is unknown; valid: ['adam', 'adamw', 'sgd']")
-
-
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    if cfg.get("scheduler", "none") == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    return None
 
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -108,7 +85,7 @@ def fit(
     optimizer = build_optimizer(cfg.optim, model, criterion.module)
     scheduler = build_scheduler(cfg.optim, optimizer, epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.seed)
-    monitor, _ = tasks.MONITOR[data.task]
+    task = criterion.task
     precision = str(cfg.trainer.get("precision", "32"))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
@@ -150,10 +127,10 @@ def fit(
 
             metrics = {"train/loss": sum(losses) / len(losses)}
             metrics.update({f"loss/{k}": v for k, v in criterion.module.learned().items()})
-            val = tasks.metrics(data.task, tasks.predict(model, data.val.x), data.val.y, data.num_classes)
+            val = task.score(evaluate(model, data.val.x, data.val.y), data)
             metrics.update({f"val/{k}": v for k, v in val.items()})
             history.append(metrics)
-            bar.set_postfix(epoch=epoch, loss=f"{metrics['train/loss']:.4g}", **{monitor: f"{val[monitor]:.4g}"})
+            bar.set_postfix(epoch=epoch, loss=f"{metrics['train/loss']:.4g}", **{task.monitor: f"{val[task.monitor]:.4g}"})
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
     finally:

@@ -3,10 +3,18 @@
 A loss is a plain function ``fn(input, target, *, reduction="mean", **params)`` registered with
 :func:`register`, which also builds its ``nn.Module`` wrapper. ``losses.get(name, **params)`` returns
 that module, with ``params`` checked against the spec before any tensor is seen.
+
+Argument checks live in one place: the ``constraints`` given to :func:`register`. The registered (public) function
+checks the keyword arguments of each call against them before its body runs, and ``losses.get`` (through
+:meth:`LossSpec.check_params`, which the harness also calls before a run is created) checks the module's arguments
+against the same :class:`Constraint` objects, so both forms raise the same ``ValueError``. Loss bodies do not check
+their arguments themselves.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import math
 import re
@@ -26,10 +34,24 @@ Check = Callable[[Any], bool]
 
 @dataclass(frozen=True)
 class Constraint:
-    """A named predicate on one argument, e.g. ``Constraint("> 0", lambda v: v > 0)``."""
+    """A named predicate on one argument, e.g. ``Constraint("a number > 0", lambda v: v > 0)``.
+
+    ``ok`` sees Python values (numbers, strings, lists). ``None`` is refused unless ``accepts_none`` (see
+    :func:`optional`); a ``Tensor`` value is refused unless ``accepts_tensor`` (see :func:`or_tensor`), in which case
+    it is let through unchecked: checking its elements would cost a device-to-host sync on every call.
+    """
 
     text: str
     ok: Check
+    accepts_none: bool = False
+    accepts_tensor: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.accepts_none
+        if self.accepts_tensor and isinstance(value, Tensor):
+            return True
+        return self.ok(value)
 
 
 def positive() -> Constraint:
@@ -55,6 +77,16 @@ def one_of(*choices: Any) -> Constraint:
     return Constraint(f"one of {list(choices)}", lambda v: v in choices)
 
 
+def optional(constraint: Constraint) -> Constraint:
+    """``constraint``, also accepting ``None`` (for an argument where ``None`` means "not applied")."""
+    return dataclasses.replace(constraint, accepts_none=True)
+
+
+def or_tensor(constraint: Constraint) -> Constraint:
+    """``constraint`` on numbers, also accepting a tensor (unchecked), e.g. a learned parameter passed per call."""
+    return dataclasses.replace(constraint, text=f"{constraint.text} or a tensor", accepts_tensor=True)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -65,8 +97,13 @@ class LossSpec:
 
     ``tasks``: which of :data:`TASKS` it can train. ``input``: what the first argument holds by default
     (``logits`` losses accept ``from_logits=False`` when ``accepts_probabilities``). ``target``: the
-    target format, one of :data:`TARGETS`. ``constraints``: per-argument checks run by :func:`get`.
-    ``target_min``: the smallest target value the loss is defined for (0 for count and log losses), if any.
+    target format, one of :data:`TARGETS`. ``constraints``: per-argument checks, the only ones: run on the keyword
+    arguments of every call of ``fn`` and by :meth:`check_params` (so by :func:`get`). ``module_constraints``: where
+    the module's argument means something narrower than the function's (``barron_adaptive``: the starting value of a
+    learned ``alpha``), the stricter constraint :meth:`check_params` uses instead. ``target_min``: the smallest target
+    value the loss is defined for (0 for count and log losses), if any. ``fn`` is the public, checking function;
+    ``body`` the function as written (``fn`` itself for a loss without constraints), which the module calls with
+    its already-checked arguments.
     """
 
     name: str
@@ -79,6 +116,17 @@ class LossSpec:
     aliases: tuple[str, ...] = ()
     summary: str = ""
     target_min: float | None = None
+    module_constraints: Mapping[str, Constraint] = field(default_factory=dict)
+    body: Callable[..., Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.body is None:  # a spec built by hand (not by register): nothing wraps fn
+            object.__setattr__(self, "body", self.fn)
+
+    @property
+    def checks(self) -> dict[str, Constraint]:
+        """The constraints :meth:`check_params` applies: ``constraints`` overridden by ``module_constraints``."""
+        return {**self.constraints, **self.module_constraints}
 
     @property
     def params(self) -> dict[str, Any]:
@@ -91,8 +139,10 @@ class LossSpec:
         }
 
     def check_params(self, params: Mapping[str, Any]) -> None:
-        """Raise ``ValueError`` naming the argument for an unknown name or a value outside its constraint."""
+        """Raise ``ValueError`` naming the argument for an unknown name or a value outside its constraint: the check
+        of the module's arguments (by :func:`get`, and by the harness before a run is created)."""
         known = self.params
+        checks = self.checks
         for key, value in params.items():
             if key == "reduction":
                 check_reduction(value)
@@ -101,10 +151,8 @@ class LossSpec:
                 raise ValueError(
                     f"loss '{self.name}' has no argument '{key}'; valid arguments: {sorted(known) + ['reduction']}"
                 )
-            if key in self.constraints and value is not None:
-                constraint = self.constraints[key]
-                if not constraint.ok(value):
-                    raise ValueError(f"loss '{self.name}': {key} must be {constraint.text}, got {value!r}")
+            if key in checks:
+                check_param(self.name, key, value, checks[key])
 
 
 class Loss(nn.Module):
@@ -127,9 +175,13 @@ class Loss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor | None = None, **overrides: Any) -> Tensor:
         """The loss of ``input`` against ``target``; ``overrides`` replace fixed arguments for this call only
-        (e.g. a per-batch ``weight``)."""
-        kwargs = {**self.params, **self._buffers, **overrides} if (self._buffers or overrides) else self.params
-        return type(self).spec.fn(input, target, **kwargs)
+        (e.g. a per-batch ``weight``) and are checked like the function's arguments; the fixed ones were checked
+        at construction."""
+        spec = type(self).spec
+        if overrides:
+            return spec.fn(input, target, **{**self.params, **self._buffers, **overrides})
+        kwargs = {**self.params, **self._buffers} if self._buffers else self.params
+        return spec.body(input, target, **kwargs)  # type: ignore[misc]
 
     def learned(self) -> dict[str, float]:
         """Current values of the quantities this loss learns during training (none for most losses)."""
@@ -158,9 +210,19 @@ def register(
     aliases: tuple[str, ...] = (),
     target_min: float | None = None,
     base: type[Loss] = Loss,
+    parts: tuple[Callable[..., Tensor], ...] = (),
+    module_constraints: Mapping[str, Constraint] | None = None,
 ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
     """Decorator registering a functional loss under ``name`` and building its ``nn.Module`` wrapper, a subclass of
-    ``base`` (a :class:`Loss` subclass for losses with learned parameters)."""
+    ``base`` (a :class:`Loss` subclass for losses with learned parameters).
+
+    It returns ``fn`` wrapped so that the keyword arguments of each call are checked against ``constraints`` before
+    the body runs (only the arguments passed: the defaults are checked once, here); a loss without constraints is
+    returned as it is. ``parts``: the registered losses a compound loss is made of; an argument of the compound
+    named like a constrained argument of a part inherits that constraint (unless ``constraints`` names it).
+    ``module_constraints``: see :class:`LossSpec`. A constraint naming no keyword argument of ``fn``, or a default
+    that breaks its constraint, is refused here.
+    """
     bad = [t for t in tasks if t not in TASKS]
     if bad or input not in INPUTS or target not in TARGETS:
         raise ValueError(f"bad spec for loss '{name}': tasks={tasks}, input={input}, target={target}")
@@ -168,28 +230,68 @@ def register(
     def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"loss '{name}' is already registered")
+        keyword = {
+            n: p.default
+            for n, p in inspect.signature(fn).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "reduction"
+        }
+        own = dict(constraints or {})
+        for part in parts:
+            for key, constraint in part.spec.constraints.items():  # type: ignore[attr-defined]
+                if key in keyword and key not in (constraints or {}):
+                    if own.get(key, constraint) is not constraint:
+                        raise ValueError(f"loss '{name}': its parts constrain '{key}' differently; declare it")
+                    own[key] = constraint
+        narrower = dict(module_constraints or {})
+        for key in [*own, *narrower]:
+            if key not in keyword:
+                raise ValueError(f"loss '{name}': constraint on '{key}', which is not a keyword argument of it")
+        for checks in (own, {**own, **narrower}):
+            for key, constraint in checks.items():
+                if keyword[key] is not inspect.Parameter.empty:
+                    check_param(name, key, keyword[key], constraint)  # the defaults, once
+        public = _checked(name, fn, own) if own else fn
         doc = (fn.__doc__ or "").strip()
         module = type(_module_name(name), (base,), {"__doc__": doc, "__module__": fn.__module__})
         spec = LossSpec(
             name=name,
-            fn=fn,
+            fn=public,
             module=module,
             tasks=tuple(tasks),
             input=input,
             target=target,
-            constraints=dict(constraints or {}),
+            constraints=own,
             aliases=tuple(aliases),
             summary=doc.splitlines()[0] if doc else "",
             target_min=target_min,
+            module_constraints=narrower,
+            body=fn,
         )
         module.spec = spec
-        fn.spec = spec  # type: ignore[attr-defined]
+        public.spec = spec  # type: ignore[attr-defined]
         _REGISTRY[name] = spec
         for alias in aliases:
             _ALIASES[alias] = name
-        return fn
+        return public
 
     return decorate
+
+
+def _checked(name: str, fn: Callable[..., Tensor], constraints: Mapping[str, Constraint]) -> Callable[..., Tensor]:
+    """``fn`` with the keyword arguments of each call checked against ``constraints`` first: a dict look-up per
+    argument passed, and a scalar comparison per constrained one (no tensor work, no device sync)."""
+    checks = dict(constraints)
+    get_check = checks.get
+
+    @functools.wraps(fn)  # keeps the signature (the spec reads its arguments from it) and the docstring
+    def checked(*args: Any, **kwargs: Any) -> Tensor:
+        for key, value in kwargs.items():
+            constraint = get_check(key)
+            if constraint is not None and not constraint.accepts(value):
+                check_param(name, key, value, constraint)
+        return fn(*args, **kwargs)
+
+    return checked
 
 
 def spec(name: str) -> LossSpec:
@@ -228,7 +330,9 @@ def check_reduction(reduction: str) -> str:
 
 
 def check_param(loss: str, name: str, value: Any, constraint: Constraint) -> None:
-    if not constraint.ok(value):
+    """Raise the ``ValueError`` of a value outside its constraint; used by the registry only (by the checking
+    function :func:`register` builds and by :meth:`LossSpec.check_params`), never inside a loss body."""
+    if not constraint.accepts(value):
         raise ValueError(f"loss '{loss}': {name} must be {constraint.text}, got {value!r}")
 
 

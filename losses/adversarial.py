@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_param, check_reduction, check_same_shape, one_of, reduce, register
+from ._core import as_float, check_reduction, check_same_shape, one_of, reduce, register
 
 KINDS = ("minimax", "non_saturating", "hinge")
 _KIND = one_of(*KINDS)
@@ -34,7 +34,6 @@ def gan_discriminator(
     binary cross-entropy with logits, which also takes soft targets (one-sided label smoothing, Salimans et al. 2016:
     0.9 for real samples).
     """
-    check_param("gan_discriminator", "kind", kind, _KIND)
     check_same_shape("gan_discriminator", input, target)
     input = as_float(input)
     target = as_float(target).to(input.dtype)
@@ -60,7 +59,6 @@ def gan_generator(
 
     There is no target: pass ``None`` (or leave it out).
     """
-    check_param("gan_generator", "kind", kind, _KIND)
     if target is not None:
         raise ValueError("loss 'gan_generator': target must be None (the generator's loss has no target)")
     input = as_float(input)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_param, check_reduction, check_same_shape, focal_factor, in_range, non_negative, reduce, register
+from ._core import as_float, check_reduction, check_same_shape, focal_factor, in_range, non_negative, optional, reduce, register
 
 _EPS = 1e-7
 _BIN = dict(tasks=("binary", "segmentation"), input="logits", target="binary")
@@ -50,7 +50,6 @@ def bce(
     ``pos_weight`` (``w_p``) scales the positive term as in ``torch.nn.BCEWithLogitsLoss`` (``n_neg / n_pos``
     balances the classes). ``label_smoothing`` follows Keras: targets become ``y (1 - s) + 0.5 s``.
     """
-    check_param("bce", "label_smoothing", label_smoothing, in_range(0.0, 1.0))
     input, target = _prepare("bce", input, target)
     target = _smooth(target, label_smoothing)
     if isinstance(pos_weight, (int, float)):
@@ -71,7 +70,7 @@ def bce(
 @register(
     "focal",
     aliases=("binary_focal", "sigmoid_focal"),
-    constraints={"gamma": non_negative(), "alpha": in_range(0.0, 1.0), "label_smoothing": in_range(0.0, 1.0)},
+    constraints={"gamma": non_negative(), "alpha": optional(in_range(0.0, 1.0)), "label_smoothing": in_range(0.0, 1.0)},
     **_BIN,
 )
 def focal(
@@ -94,9 +93,6 @@ def focal(
     from logits (log-sum-exp); ``1 - p_t`` is floored at 1e-12 before the power, so loss and gradients stay finite
     for saturated logits and for ``gamma < 1``.
     """
-    check_param("focal", "gamma", gamma, non_negative())
-    if alpha is not None:
-        check_param("focal", "alpha", alpha, in_range(0.0, 1.0))
     input, target = _prepare("focal", input, target)
     target = _smooth(target, label_smoothing)
     if from_logits:

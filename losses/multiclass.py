@@ -19,11 +19,11 @@ from torch import Tensor
 from ._core import (
     Constraint,
     as_float,
-    check_param,
     check_reduction,
     focal_factor,
     in_range,
     non_negative,
+    optional,
     positive,
     reduce,
     register,
@@ -103,7 +103,6 @@ def ce(
     PyTorch's and Keras's convention. ``from_logits=False`` takes probabilities (normalised and clipped as Keras).
     """
     check_reduction(reduction)
-    check_param("ce", "label_smoothing", label_smoothing, in_range(0.0, 1.0))
     _check_index_target("ce", input, target)
     logits = as_float(input) if from_logits else _log_probs(input, from_logits=False)
     if weight is not None:
@@ -129,7 +128,6 @@ def categorical_ce(
     by their sum, so an unnormalised vector is accepted. ``weight`` (per class) scales each class's term; ``mean``
     is over examples (and positions), not over weights.
     """
-    check_param("categorical_ce", "label_smoothing", label_smoothing, in_range(0.0, 1.0))
     _check_one_hot_target("categorical_ce", input, target)
     logp = _log_probs(input, from_logits)
     y = target.to(logp.dtype)
@@ -141,11 +139,13 @@ def categorical_ce(
     return reduce(-terms.sum(dim=1), reduction)
 
 
-_ALPHA = Constraint(
-    "a number in [0, 1], a list of per-class numbers in [0, 1], or null",
-    lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1)
-    or (isinstance(v, (list, tuple)) and all(isinstance(a, (int, float)) and 0 <= a <= 1 for a in v))
-    or isinstance(v, Tensor),
+_ALPHA = optional(
+    Constraint(
+        "a number in [0, 1], a list of per-class numbers in [0, 1], or null",
+        lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1)
+        or (isinstance(v, (list, tuple)) and all(isinstance(a, (int, float)) and 0 <= a <= 1 for a in v))
+        or isinstance(v, Tensor),
+    )
 )
 
 
@@ -168,9 +168,6 @@ def categorical_focal(
     weights here), ``None`` means 1. ``1 - p_y`` is floored at 1e-12 before the power, so the loss and its
     gradients are finite for saturated logits and ``gamma < 1``.
     """
-    check_param("categorical_focal", "gamma", gamma, non_negative())
-    if alpha is not None:
-        check_param("categorical_focal", "alpha", alpha, _ALPHA)
     target, keep = _index_setup("categorical_focal", input, target, ignore_index)
     logp = _log_probs(input, from_logits)
     logp_y = _gather(logp, target)
@@ -304,7 +301,6 @@ def generalized_ce(
 ) -> Tensor:
     """Generalized cross-entropy (Zhang & Sabuncu 2018): ``(1 - p_y**q) / q``; ``q -> 0`` is CE, ``q = 1`` is
     ``1 - p_y`` (MAE-like). Default ``q = 0.7``, the paper's choice for noisy labels."""
-    check_param("generalized_ce", "q", q, in_range(0.0, 1.0, lo_open=True))
     target, keep = _index_setup("generalized_ce", input, target, ignore_index)
     logp_y = _gather(_log_probs(input, from_logits=True), target)
     return _index_reduce(-torch.expm1(q * logp_y) / q, target, keep, weight, reduction)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._core import Constraint, Loss, as_float, check_param, check_reduction, check_same_shape, in_range, non_negative, positive, reduce, register
+from ._core import Constraint, Loss, as_float, check_reduction, check_same_shape, in_range, non_negative, or_tensor, positive, reduce, register
 
 _EPS = 1e-7  # Keras's backend epsilon, used where Keras clips
 
@@ -56,7 +56,6 @@ def huber(
     from ``smooth_l1`` by the factor ``delta``: ``huber(delta=b) == b * smooth_l1(beta=b)``. Huber (1964)'s
     95%-efficiency choice under Gaussian noise is ``delta = 1.345 * sigma``.
     """
-    check_param("huber", "delta", delta, positive())
     input, target = _prepare("huber", input, target)
     if weight is None:
         return F.huber_loss(input, target, reduction=check_reduction(reduction), delta=delta)
@@ -71,7 +70,6 @@ def smooth_l1(
 
     Its linear part has slope 1 whatever ``beta`` (``beta = 0`` is L1); see ``huber`` for the other scaling.
     """
-    check_param("smooth_l1", "beta", beta, non_negative())
     input, target = _prepare("smooth_l1", input, target)
     if weight is None:
         return F.smooth_l1_loss(input, target, reduction=check_reduction(reduction), beta=beta)
@@ -139,7 +137,6 @@ def quantile(
 
     Minimised by the ``q``-quantile of the target distribution; ``q = 0.5`` is half the absolute error.
     """
-    check_param("quantile", "q", q, in_range(0.0, 1.0, lo_open=True, hi_open=True))
     input, target = _prepare("quantile", input, target)
     r = target - input
     return reduce(torch.maximum(q * r, (q - 1.0) * r), reduction, weight)
@@ -154,7 +151,6 @@ def cauchy(
     Convention: Barron (2019)'s ``alpha = 0`` member, so ``cauchy(scale=c) == barron(alpha=0, scale=c)``; it is
     ``r**2 / (2 c**2)`` near 0 and grows only logarithmically, so gross outliers have vanishing influence.
     """
-    check_param("cauchy", "scale", scale, positive())
     input, target = _prepare("cauchy", input, target)
     return reduce(torch.log1p(0.5 * _scaled_square(input - target, scale)), reduction, weight)
 
@@ -193,8 +189,6 @@ def barron(
     ``a = -2`` is Geman-McClure and ``a = -inf`` is ``1 - exp(-0.5 (r/c)**2)`` (Welsch). Fixed ``alpha``;
     ``barron_adaptive`` learns ``alpha`` and ``scale``.
     """
-    check_param("barron", "scale", scale, positive())
-    check_param("barron", "alpha", alpha, _BARRON_ALPHA)
     input, target = _prepare("barron", input, target)
     return reduce(_rho(_scaled_square(input - target, scale), alpha), reduction, weight)
 
@@ -262,7 +256,8 @@ def _log_partition_of(alpha: float) -> float:
     return barron_log_partition(alpha).item()
 
 
-ALPHA_RANGE = (0.001, 1.999)  # Barron's AdaptiveLossFunction defaults
+ALPHA_RANGE = (0.001, 1.999)  # Barron's AdaptiveLossFunction defaults: where the module's learned alpha lives
+ALPHA_DOMAIN = (0.0, 4.0)  # where the functional form is defined: log Z(alpha) is computed (and tested) on [0, 4]
 SCALE_MIN = 1e-5
 
 
@@ -299,7 +294,10 @@ class AdaptiveLoss(Loss):
 @register(
     "barron_adaptive",
     aliases=("adaptive_robust",),
-    constraints={"alpha": in_range(*ALPHA_RANGE, lo_open=True, hi_open=True), "scale": positive()},
+    constraints={"alpha": or_tensor(in_range(*ALPHA_DOMAIN)), "scale": or_tensor(positive())},
+    # the module's alpha and scale are the starting values of learned parameters: numbers, and alpha inside the
+    # open range its sigmoid reaches (the logit of an end point is infinite)
+    module_constraints={"alpha": in_range(*ALPHA_RANGE, lo_open=True, hi_open=True), "scale": positive()},
     base=AdaptiveLoss,
     **_REG,
 )
@@ -316,15 +314,13 @@ def barron_adaptive(
     of his distribution, so that ``alpha`` (robustness) and ``scale`` ``c`` can be learned with the model.
 
     ``losses.get("barron_adaptive", alpha=1.0, scale=1.0)`` returns a module whose ``alpha`` and ``scale`` are
-    parameters started at those values (see :class:`AdaptiveLoss`); the functional form takes them as numbers or
-    tensors broadcastable to the residuals, ``alpha`` in ``[0, 4]``. The ``log Z`` term is what stops a learned
+    parameters started at those values (see :class:`AdaptiveLoss`), so there ``alpha`` must lie in the open range
+    ``ALPHA_RANGE = (0.001, 1.999)`` that the learned ``alpha`` stays in. The functional form takes them as numbers
+    or tensors broadcastable to the residuals, a number ``alpha`` in ``ALPHA_DOMAIN = [0, 4]`` (where ``log Z`` is
+    computed; tensors are not checked). Both ranges are declared in the registry. The ``log Z`` term is what stops a learned
     ``alpha`` from simply sliding to the least penalising shape, and ``log c`` stops ``c`` from growing without
     bound; the loss can be negative. ``log Z`` comes from :func:`barron_log_partition`.
     """
-    if not isinstance(alpha, Tensor):
-        check_param("barron_adaptive", "alpha", alpha, in_range(0.0, 4.0))
-    if not isinstance(scale, Tensor):
-        check_param("barron_adaptive", "scale", scale, positive())
     input, target = _prepare("barron_adaptive", input, target)
     x2 = _scaled_square(input - target, scale)
     if isinstance(alpha, Tensor):

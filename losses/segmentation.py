@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_param, non_negative, positive, reduce, register
+from ._core import as_float, non_negative, positive, reduce, register
 from .binary import bce
 from .multiclass import ce
 
@@ -101,7 +101,6 @@ def dice(
     ``log=True`` gives ``-log(dice)`` (the log form of Wong et al. 2018). ``weight``: per-class weights of the
     class mean. ``include_background=False`` drops class 0 (multiclass only).
     """
-    check_param("dice", "smooth", smooth, non_negative())
     p, g, _ = _probs_and_one_hot("dice", input, target, from_logits, ignore_index)
     inter, psum, gsum = _counts(p, g, per_image)
     score = _ratio(2.0 * inter + smooth, psum + gsum + smooth)
@@ -123,7 +122,6 @@ def jaccard(
     reduction: str = "mean",
 ) -> Tensor:
     """Soft Jaccard (IoU) loss ``1 - (I + smooth) / (P + G - I + smooth)`` per class (Rahman & Wang 2016)."""
-    check_param("jaccard", "smooth", smooth, non_negative())
     p, g, _ = _probs_and_one_hot("jaccard", input, target, from_logits, ignore_index)
     inter, psum, gsum = _counts(p, g, per_image)
     loss = 1.0 - _ratio(inter + smooth, psum + gsum - inter + smooth)
@@ -163,8 +161,6 @@ def tversky(
     Convention: ``alpha`` weighs false positives and ``beta`` false negatives, as in the paper (defaults 0.3/0.7
     favour recall); ``alpha = beta = 0.5`` is Dice, ``alpha = beta = 1`` is Jaccard.
     """
-    for key, value in (("alpha", alpha), ("beta", beta), ("smooth", smooth)):
-        check_param("tversky", key, value, non_negative())
     ti = _tversky_index("tversky", input, target, alpha, beta, smooth, per_image, from_logits, ignore_index)
     return _class_reduce(1.0 - ti, reduction, weight, include_background)
 
@@ -190,9 +186,6 @@ def focal_tversky(
     Convention: ``gamma`` is the exponent itself; the paper writes ``(1 - TI)**(1/gamma)`` with its gamma = 4/3, so
     our default 0.75 is the paper's setting. ``1 - TI`` is floored at 1e-7 so gradients stay finite for gamma < 1.
     """
-    for key, value in (("alpha", alpha), ("beta", beta), ("smooth", smooth)):
-        check_param("focal_tversky", key, value, non_negative())
-    check_param("focal_tversky", "gamma", gamma, positive())
     ti = _tversky_index("focal_tversky", input, target, alpha, beta, smooth, per_image, from_logits, ignore_index)
     return _class_reduce((1.0 - ti).clamp_min(1e-7) ** gamma, reduction, weight, include_background)
 
@@ -246,7 +239,12 @@ def lovasz(
     return reduce(torch.stack(values), reduction)
 
 
-@register("dice_bce", constraints={"dice_weight": non_negative(), "bce_weight": non_negative()}, **dict(_SEG, target="binary"))
+@register(
+    "dice_bce",
+    constraints={"dice_weight": non_negative(), "bce_weight": non_negative()},
+    parts=(dice, bce),  # smooth (dice) and pos_weight (bce) are checked as the parts check them
+    **dict(_SEG, target="binary"),
+)
 def dice_bce(
     input: Tensor,
     target: Tensor,
@@ -266,7 +264,12 @@ def dice_bce(
     return dice_weight * dice(input, t, smooth=smooth) + bce_weight * bce(input, t.to(as_float(input).dtype), pos_weight=pos_weight)
 
 
-@register("dice_ce", constraints={"dice_weight": non_negative(), "ce_weight": non_negative()}, **dict(_SEG, target="index"))
+@register(
+    "dice_ce",
+    constraints={"dice_weight": non_negative(), "ce_weight": non_negative()},
+    parts=(dice, ce),  # smooth (dice), weight and ignore_index (both) are checked as the parts check them
+    **dict(_SEG, target="index"),
+)
 def dice_ce(
     input: Tensor,
     target: Tensor,

@@ -11,8 +11,8 @@ import torch
 import losses
 from fixtures import write_idx_dataset, write_pets
 from harness import tasks
-from harness.config import ConfigError, num_classes_of, validate
-from harness.criterion import build_criterion, check_targets, incompatibility
+from harness.config import ConfigError, num_classes_of, validate, validate_data
+from harness.criterion import build_criterion
 from harness.data import build_data
 from harness.models import build_model
 from harness.train import fit
@@ -44,8 +44,8 @@ def test_pair_trains_or_is_refused(make_cfg, files, data, loss):
     name = data.split("-")[0]
     extra = [f"data.root={files}"] if name in ("mnist", "fashion_mnist", "pets") else []
     cfg = make_cfg(f"data={name}", f"loss={loss}", "trainer.epochs=1", "trainer.batch_size=32", *TINY[data], *extra)
-    task = tasks.task_of_data(name)
-    reason = incompatibility(losses.spec(loss), task, num_classes_of(cfg))
+    task = tasks.of_config(cfg).name
+    reason = tasks.get(task).incompatibility(losses.spec(loss), num_classes_of(cfg))
     if reason:
         with pytest.raises(ConfigError) as err:
             validate(cfg)
@@ -57,15 +57,14 @@ def test_pair_trains_or_is_refused(make_cfg, files, data, loss):
     bundle = build_data(cfg.data, cfg.seed)
     if losses.spec(loss).target_min is not None and float(bundle.train.y.min()) < losses.spec(loss).target_min:
         with pytest.raises(ConfigError, match=rf"loss={loss} needs targets >= 0 .*losses that fit"):
-            check_targets(loss, bundle)
+            validate_data(cfg, bundle)
         return
     counts = bundle.class_counts() if bundle.num_classes else None
     criterion = build_criterion(cfg, task, bundle.num_classes, counts)
     model = build_model(cfg.model, bundle, criterion.num_outputs)
     (epoch,) = fit(model, criterion, bundle, cfg)
     assert math.isfinite(epoch["train/loss"])
-    monitor, _ = tasks.MONITOR[task]
-    assert f"val/{monitor}" in epoch
+    assert f"val/{tasks.get(task).monitor}" in epoch
 
 
 def test_every_trainable_loss_fits_some_dataset():

@@ -208,6 +208,7 @@ def test_half_precision_input_is_computed_in_float32(name):
     torch.testing.assert_close(out, spec.fn(x.half().float(), y16.float() if floating else y))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", NAMES)
 def test_cpu_and_cuda_agree(name):

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from harness.__main__ import CONF_DIR
 from harness.callbacks import expand_sweep
 from harness.config import validate
+from harness.run import variant_of
 
 STUDIES = {"robust_regression": 63, "imbalanced_binary": 45, "mnist_losses": 42, "segmentation_losses": 42}
 
@@ -36,4 +37,4 @@ def test_variants_set_loss_options_weights_and_tag():
         cfg = compose("config", overrides=["data=mnist", "variant=ce_smooth"])
         assert cfg.loss.name == "ce" and cfg.loss.label_smoothing == 0.1 and cfg.tracking.tags.variant == "ce_smooth"
         cfg = compose("config", overrides=["data=mnist", "loss=poly1"])
-        assert cfg.tracking.tags.variant == "poly1"  # without a variant, the loss names the arm
+        assert cfg.tracking.tags.variant is None and variant_of(cfg) == "poly1"  # without a variant, the loss names the arm

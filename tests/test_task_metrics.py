@@ -14,7 +14,7 @@ def test_binary_metrics_match_sklearn():
     g = torch.Generator().manual_seed(0)
     y = (torch.rand(500, generator=g) < 0.1).long()
     score = torch.randn(500, generator=g) + 2.0 * y
-    m = tasks.binary_metrics(score, y)
+    m = tasks.get("binary").compute(score, y, 2)
     prob = torch.sigmoid(score.double()).numpy()
     pred = (score > 0).long().numpy()
     assert m["pr_auc"] == pytest.approx(skm.average_precision_score(y, prob))
@@ -28,7 +28,7 @@ def test_binary_metrics_match_sklearn():
 def test_multiclass_metrics_and_ece_by_hand():
     scores = torch.log(torch.tensor([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]))
     y = torch.tensor([0, 1, 1, 2])
-    m = tasks.multiclass_metrics(scores, y)
+    m = tasks.get("multiclass").compute(scores, y, 3)
     assert m["accuracy"] == pytest.approx(0.75)
     assert m["macro_f1"] == pytest.approx(skm.f1_score([0, 1, 1, 2], [0, 0, 1, 2], average="macro"))
     assert m["nll"] == pytest.approx(-np.mean(np.log([0.9, 0.3, 0.7, 0.8])), rel=1e-6)
@@ -40,10 +40,10 @@ def test_segmentation_metrics_by_hand():
     target = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1]]])
     pred = torch.tensor([[[0, 1, 1, 1], [0, 0, 0, 1]]])
     logits = torch.nn.functional.one_hot(pred, 2).permute(0, 3, 1, 2).float()
-    m = tasks.segmentation_metrics(logits, target, 2)
+    m = tasks.get("segmentation").compute(logits, target, 2)
     # class 0: tp 3, fp 1, fn 1 -> IoU 3/5; class 1: tp 3, fp 1, fn 1 -> IoU 3/5, Dice 6/8
     assert m["miou"] == pytest.approx(0.6)
     assert m["dice"] == pytest.approx(0.75)
     assert m["pixel_accuracy"] == pytest.approx(6 / 8)
-    binary = tasks.segmentation_metrics((2 * pred.float() - 1).unsqueeze(1), target, 2)
+    binary = tasks.get("segmentation").compute((2 * pred.float() - 1).unsqueeze(1), target, 2)
     assert binary == m

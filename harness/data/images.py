@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from .bundle import DataBundle, DataError, Split
+from .registry import register_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -30,6 +31,8 @@ HOW_TO_GET = {
     "`apt-get install dataset-fashion-mnist` (installs /usr/share/datasets/fashion-mnist), or copy the IDX files there",
 }
 STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+OFFICIAL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000)}  # train, test images
+COPIED_FROM = "copied-from.txt"  # beside raw/: which local copy filled it
 
 
 def _torchvision_class(name: str):
@@ -51,6 +54,7 @@ def _copy_local(name: str, raw: Path) -> bool:
                     shutil.copyfileobj(src, dst)
             else:
                 shutil.copyfile(path, raw / f)
+        (raw.parent / COPIED_FROM).write_text(str(source.resolve()))
         return True
     return False
 
@@ -103,11 +107,14 @@ def _flip_labels(y: torch.Tensor, fraction: float, num_classes: int, g: torch.Ge
     return y, mask
 
 
+@register_dataset("mnist", task="multiclass")
+@register_dataset("fashion_mnist", task="multiclass")
 def make_image_classification(cfg: DictConfig, seed: int) -> DataBundle:
     """MNIST-family data: optional subsample (``train_size``), long tail (``imbalance_ratio``), a stratified
     validation split (``val_fraction``), then ``label_noise`` on the training labels only; test set untouched."""
     x_tr, y_tr, x_te, y_te = load_uint8(cfg.name, cfg.root, cfg.download)
-    num_classes = 10
+    num_classes = int(max(y_tr.max(), y_te.max())) + 1
+    files = provenance(cfg.name, cfg.root, len(y_tr), len(y_te))
     g = torch.Generator().manual_seed(seed)
     y_tr = y_tr.long()
     if cfg.imbalance_ratio > 1:
@@ -135,4 +142,21 @@ def make_image_classification(cfg: DictConfig, seed: int) -> DataBundle:
         input_shape=(1, 28, 28),
         num_classes=num_classes,
         info={"noisy_label_mask": noisy},
+        **files,
     )
+
+
+def provenance(name: str, root: str | Path, n_train: int, n_test: int) -> dict[str, str | None]:
+    """``source`` (the folder read, and the local copy it was filled from) and ``substitute`` (set when the
+    files hold fewer images than the official dataset, e.g. the 10,000-digit MNIST subset)."""
+    folder = Path(root) / _torchvision_class(name).__name__
+    copied = folder / COPIED_FROM
+    source = f"{folder}" + (f" (copied from {copied.read_text().strip()})" if copied.is_file() else "")
+    official = OFFICIAL_SIZES[name]
+    substitute = None
+    if (n_train, n_test) != official:
+        substitute = (
+            f"{n_train:,} training / {n_test:,} test images stand in for the official {official[0]:,} / {official[1]:,} "
+            f"(from {source})"
+        )
+    return {"source": source, "substitute": substitute}

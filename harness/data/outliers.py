@@ -6,8 +6,10 @@ import torch
 from omegaconf import DictConfig
 
 from .bundle import DataBundle, Split
+from .registry import register_dataset
 
 
+@register_dataset("outliers", task="regression")
 def make_outliers(cfg: DictConfig, seed: int) -> DataBundle:
     """``y = X w + bias + e`` with ``X, w ~ N(0, 1)`` and ``e ~ N(0, noise_std^2)``.
 
@@ -44,4 +46,5 @@ def make_outliers(cfg: DictConfig, seed: int) -> DataBundle:
         test=Split(x[n_train + n_val :], y[n_train + n_val :]),
         input_shape=(d,),
         info={"true_coef": coef, "true_bias": float(cfg.bias), "outlier_mask": outlier_mask},
+        source=f"generated from seed {seed} (harness.data.outliers)",
     )

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from .bundle import DataBundle, DataError, Split
+from .registry import register_dataset
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, n_train: int, n_val: int) -> tuple[Split, Split, Split]:
@@ -21,6 +22,13 @@ def _split(x: torch.Tensor, y: torch.Tensor, n_train: int, n_val: int) -> tuple[
     )
 
 
+def _shape_limits(cfg: DictConfig) -> str | None:
+    if cfg.num_classes is None or not 2 <= cfg.num_classes <= 4:
+        return f"data.num_classes={cfg.num_classes!r} is not allowed: data=segmentation draws 1 to 3 shape types, so data.num_classes must be an integer in [2, 4]"
+    return None
+
+
+@register_dataset("segmentation", task="segmentation", limits=_shape_limits)
 def make_shapes(cfg: DictConfig, seed: int) -> DataBundle:
     """Grey images of ``shapes_per_image`` shapes on a textured, noisy background, with their masks.
 
@@ -51,7 +59,10 @@ def make_shapes(cfg: DictConfig, seed: int) -> DataBundle:
         mask = torch.where(inside, kind + 1, mask)
         image = image + (inside * cfg.contrast * (1.0 + 0.5 * kind)).unsqueeze(1)
     train, val, test = _split(image, mask, cfg.n_train, cfg.n_val)
-    return DataBundle("segmentation", "segmentation", train, val, test, (1, s, s), cfg.num_classes)
+    return DataBundle(
+        "segmentation", "segmentation", train, val, test, (1, s, s), cfg.num_classes,
+        source=f"generated from seed {seed} (harness.data.segmentation)",
+    )
 
 
 def _load_pets(root: str | Path, split: str, size: int, limit: int | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +95,7 @@ def _load_pets(root: str | Path, split: str, size: int, limit: int | None, downl
     return x, y
 
 
+@register_dataset("pets", task="segmentation")
 def make_pets(cfg: DictConfig, seed: int) -> DataBundle:
     """Oxford-IIIT Pet (Parkhi et al. 2012) foreground masks; validation taken from ``trainval`` by ``val_fraction``."""
     x, y = _load_pets(cfg.root, "trainval", cfg.image_size, cfg.max_images, cfg.download)
@@ -100,4 +112,5 @@ def make_pets(cfg: DictConfig, seed: int) -> DataBundle:
         Split((x_te - mean) / std, y_te),
         (3, cfg.image_size, cfg.image_size),
         2,
+        source=f"torchvision.datasets.OxfordIIITPet under {Path(cfg.root) / 'oxford-iiit-pet'}",
     )

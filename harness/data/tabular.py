@@ -7,9 +7,10 @@ import torch
 from omegaconf import DictConfig
 
 from .bundle import DataBundle, DataError, Split
+from .registry import register_dataset
 
 
-def _stratified_splits(x: np.ndarray, y: np.ndarray, cfg: DictConfig, seed: int, name: str) -> DataBundle:
+def _stratified_splits(x: np.ndarray, y: np.ndarray, cfg: DictConfig, seed: int, name: str, source: str) -> DataBundle:
     """Stratified train/val/test split (``val_fraction``, ``test_fraction``), features standardised with training
     statistics."""
     from sklearn.model_selection import train_test_split
@@ -38,9 +39,11 @@ def _stratified_splits(x: np.ndarray, y: np.ndarray, cfg: DictConfig, seed: int,
         test=split(x_te, y_te),
         input_shape=(x.shape[1],),
         num_classes=2,
+        source=source,
     )
 
 
+@register_dataset("imbalanced", task="binary")
 def make_imbalanced(cfg: DictConfig, seed: int) -> DataBundle:
     """scikit-learn ``make_classification`` with a ``positive_fraction`` of class 1, split stratified."""
     from sklearn.datasets import make_classification
@@ -55,9 +58,10 @@ def make_imbalanced(cfg: DictConfig, seed: int) -> DataBundle:
         flip_y=cfg.flip_y,
         random_state=seed,
     )
-    return _stratified_splits(x, y, cfg, seed, "imbalanced")
+    return _stratified_splits(x, y, cfg, seed, "imbalanced", f"sklearn.datasets.make_classification(random_state={seed})")
 
 
+@register_dataset("breast_cancer", task="binary")
 def make_breast_cancer(cfg: DictConfig, seed: int) -> DataBundle:
     """scikit-learn's bundled Wisconsin breast cancer data, malignant = positive (1), with the malignant cases
     subsampled so that they make up ``positive_fraction`` of the data (all 357 benign cases kept)."""
@@ -69,4 +73,4 @@ def make_breast_cancer(cfg: DictConfig, seed: int) -> DataBundle:
     neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     k = min(len(pos), round(cfg.positive_fraction * len(neg) / (1.0 - cfg.positive_fraction)))
     keep = np.sort(np.concatenate([neg, rng.choice(pos, size=k, replace=False)]))
-    return _stratified_splits(data.data[keep], y[keep], cfg, seed, "breast_cancer")
+    return _stratified_splits(data.data[keep], y[keep], cfg, seed, "breast_cancer", "sklearn.datasets.load_breast_cancer (bundled with scikit-learn)")

@@ -1,0 +1,70 @@
+"""Segmentation: per-pixel scores ``(N, 1, H, W)`` (binary masks, foreground where positive) against {0, 1} masks
+when the masks are binary and the loss takes binary masks; otherwise ``(N, C, H, W)`` scores (argmax) against
+integer masks, or one-hot masks for ``one_hot`` losses."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ..evaluation import Evaluation
+from .base import Figures, Task, register
+from .binary import binary_target, confusion
+from .multiclass import one_hot
+
+
+def predictions(score: Tensor) -> Tensor:
+    """Predicted class per pixel: foreground where the single channel is positive, else the argmax channel."""
+    return (score[:, 0] > 0).long() if score.shape[1] == 1 else score.argmax(dim=1)
+
+
+class Segmentation(Task):
+    name = "segmentation"
+    metrics = {"miou": False, "dice": False, "pixel_accuracy": False}
+    monitor = "miou"
+    target_format = "mask"
+    per_pixel = True
+
+    def num_outputs(self, spec: Any, num_classes: int | None) -> int:
+        assert num_classes is not None
+        return 1 if num_classes == 2 and spec.target in ("binary", "mask") else num_classes
+
+    def incompatibility(self, spec: Any, num_classes: int | None) -> str | None:
+        reason = super().incompatibility(spec, num_classes)
+        if reason is None and spec.target == "binary" and num_classes is not None and num_classes != 2:
+            return f"it takes binary masks and this data has {num_classes} classes (set data.num_classes=2)"
+        return reason
+
+    def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
+        if num_outputs == 1:
+            return output, binary_target(output, labels)
+        return output, one_hot(labels, num_outputs) if target_format == "one_hot" else labels
+
+    def compute(self, output: Tensor, target: Tensor, num_classes: int | None) -> dict[str, float]:
+        """Mean IoU over classes present in prediction or truth, mean Dice over the foreground classes, pixel
+        accuracy."""
+        assert num_classes is not None
+        self.check_host("metrics", output, target)
+        cm = confusion(predictions(output), target, num_classes).double()
+        tp = cm.diag()
+        fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+        union = tp + fp + fn
+        iou = tp[union > 0] / union[union > 0]
+        fg = torch.arange(num_classes) > 0
+        dice_den = (2 * tp + fp + fn)[fg]
+        dice = torch.where(dice_den > 0, 2 * tp[fg] / dice_den.clamp_min(1), torch.ones_like(dice_den))
+        return {
+            "miou": float(iou.mean()) if len(iou) else 1.0,
+            "dice": float(dice.mean()),
+            "pixel_accuracy": float(tp.sum() / cm.sum()),
+        }
+
+    def figures(self, test: Evaluation, data: Any, evaluate: Callable[[str], Evaluation], title: str) -> Figures:
+        from .. import plots
+
+        return {"plots/masks.png": plots.mask_grid(data.test.x[:6], test.target[:6], predictions(test.output[:6]), title)}
+
+
+TASK = register(Segmentation())

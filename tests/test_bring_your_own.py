@@ -1,0 +1,122 @@
+"""A user's own loss, model and config dir, from a package outside the harness (``tests/user_pkg``), through the
+real CLI and a real SQLite store; and the provenance of what each run trained on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO
+from fixtures import write_idx_dataset
+
+USER = REPO / "tests" / "user_pkg"
+FAST = ["trainer.epochs=10", "trainer.progress=false", "tracking.log_plots=false"]
+
+
+def cli(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(USER)
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def runs(cwd: Path, experiment: str = "loss-harness") -> list:
+    db = cwd / "mlflow.db"
+    if not db.exists():
+        return []
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_a_users_loss_module_by_target_equals_the_builtin_it_reimplements(tmp_path):
+    ours = cli(tmp_path, "data=outliers", "loss._target_=my_pkg.losses.SquaredError", *FAST)
+    assert ours.returncode == 0, ours.stderr[-2000:]
+    builtin = cli(tmp_path, "data=outliers", "loss=mse", *FAST)
+    assert builtin.returncode == 0, builtin.stderr[-2000:]
+    by_loss = {r.data.tags["loss"]: r for r in runs(tmp_path)}
+    assert set(by_loss) == {"SquaredError", "mse"}
+    assert by_loss["SquaredError"].info.run_name == "SquaredError-outliers-s0"
+    for metric in ("test/rmse", "test/mae"):
+        assert by_loss["SquaredError"].data.metrics[metric] == pytest.approx(by_loss["mse"].data.metrics[metric], rel=1e-5)
+
+
+def test_a_users_function_loss_gets_its_keyword_arguments_from_the_config(tmp_path):
+    proc = cli(tmp_path, "data=outliers", "loss._target_=my_pkg.losses.absolute_error", "+loss.power=1.0", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = runs(tmp_path)
+    assert run.data.tags["loss"] == "absolute_error" and run.data.params["loss.power"] == "1.0"
+    assert run.data.metrics["test/rmse"] < 1.5  # MAE is robust to the 10% outliers (noise sd 1; MSE gets ~3)
+
+
+def test_a_users_model_receives_input_shape_and_num_outputs(tmp_path):
+    """data=imbalanced picks model=mlp; a _target_ on top keeps mlp's keys in the group: the ones the user's class
+    takes (hidden) reach it, the others (activation, dropout) are left out with a note."""
+    proc = cli(tmp_path, "data=imbalanced", "loss=bce", "model._target_=my_pkg.models.TinyNet", "model.hidden=8", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: model._target_=my_pkg.models.TinyNet takes no activation, dropout; left out" in proc.stderr
+    (run,) = runs(tmp_path)
+    assert run.data.tags["model"] == "TinyNet" and run.data.params["model.hidden"] == "8"
+    assert run.data.metrics["test/roc_auc"] > 0.8
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loss._target_=my_pkg.losses.NoSuchLoss"], "loss._target_='my_pkg.losses.NoSuchLoss' does not import: module 'my_pkg.losses' has no attribute 'NoSuchLoss'"),
+        (["loss._target_=nosuch_pkg.Loss"], "loss._target_='nosuch_pkg.Loss' does not import: ModuleNotFoundError: No module named 'nosuch_pkg'"),
+        (["model._target_=my_pkg.nomodels.Net"], "model._target_='my_pkg.nomodels.Net' does not import"),
+        (["loss._target_=my_pkg.losses.per_example"], "loss=per_example must return a scalar tensor; it returned (2,)"),
+        (["loss._target_=my_pkg.losses.detached"], "loss=detached returned a tensor without grad"),
+        (["model._target_=my_pkg.models.WrongWidth"], "model WrongWidth returned output of shape (2, 3) for a batch of 2; the loss needs (N, 1)"),
+        (["loss._target_=my_pkg.losses.SquaredError", "loss.target=nonsense"], "loss.target='nonsense' is not allowed: loss.target must be one of"),
+    ],
+)
+def test_a_broken_user_loss_or_model_is_refused_in_one_line_before_any_run(tmp_path, overrides, message):
+    proc = cli(tmp_path, "data=outliers", *overrides, *FAST)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert runs(tmp_path) == []
+
+
+def test_a_users_config_dir_and_registered_loss_sweep_with_the_builtins(tmp_path):
+    proc = cli(tmp_path, "-m", f"--config-dir={USER / 'conf'}", "experiment=mine")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    children = [r for r in runs(tmp_path, "mine") if r.data.tags.get("sweep") != "parent"]
+    assert sorted(r.data.tags["loss"] for r in children) == ["SquaredError"] * 2 + ["huber"] * 2 + ["pseudo_l1"] * 2
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+    rmse = {r.data.tags["loss"]: r.data.metrics["test/rmse"] for r in children if r.data.tags["seed"] == "0"}
+    assert rmse["pseudo_l1"] < 1.3 < rmse["SquaredError"]  # the robust surrogate resists the outliers, squared error does not
+
+
+def test_each_run_records_its_data_as_an_mlflow_dataset_input(tmp_path):
+    proc = cli(tmp_path, "data=outliers", "trainer.epochs=2", "trainer.progress=false", "tracking.log_plots=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = cli(tmp_path, "data=outliers", "trainer.epochs=2", "trainer.progress=false", "tracking.log_plots=false", "seed=1")
+    assert again.returncode == 0
+    first, second = sorted(runs(tmp_path), key=lambda r: r.data.tags["seed"])
+    (inp,) = first.inputs.dataset_inputs
+    assert inp.dataset.name == "outliers" and inp.tags[0].value == "train"
+    assert json.loads(inp.dataset.profile) == {"train": 1000, "val": 500, "test": 1000, "input_shape": [10]}
+    assert "generated from seed 0" in json.loads(inp.dataset.source)["uri"]
+    assert first.data.tags["data.digest"] == inp.dataset.digest != second.data.tags["data.digest"]  # other seed, other data
+
+
+def test_a_subset_standing_in_for_the_real_dataset_is_said_and_tagged(tmp_path):
+    write_idx_dataset(tmp_path / "data" / "MNIST" / "raw")
+    proc = cli(tmp_path, "data=mnist", "data.download=false", "trainer.epochs=1", "trainer.progress=false", "tracking.log_plots=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = runs(tmp_path)
+    substitute = run.data.tags["data.substitute"]
+    assert "stand in for the official 60,000 / 10,000" in substitute
+    assert f"note: data=mnist: {substitute}" in proc.stderr
+    (inp,) = run.inputs.dataset_inputs
+    profile = json.loads(inp.dataset.profile)
+    assert profile["num_classes"] == 10 and sum(profile["class_counts"]) == profile["train"]
