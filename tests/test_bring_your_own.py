@@ -96,6 +96,14 @@ def test_a_users_config_dir_and_registered_loss_sweep_with_the_builtins(tmp_path
     assert rmse["pseudo_l1"] < 1.3 < rmse["SquaredError"]  # the robust surrogate resists the outliers, squared error does not
 
 
+def test_a_dataset_registered_by_a_users_module_runs_from_their_config_dir(tmp_path):
+    proc = cli(tmp_path, f"--config-dir={USER / 'conf'}", "data=sine", "loss=huber", "trainer.progress=false", "tracking.log_plots=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = runs(tmp_path)
+    assert run.data.tags["data"] == "sine" and run.data.tags["task"] == "regression" and run.data.tags["model"] == "mlp"
+    assert run.data.metrics["test/rmse"] < 0.2  # noise sd 0.1; sin itself has sd ~0.7 on [-3, 3]
+
+
 def test_each_run_records_its_data_as_an_mlflow_dataset_input(tmp_path):
     proc = cli(tmp_path, "data=outliers", "trainer.epochs=2", "trainer.progress=false", "tracking.log_plots=false")
     assert proc.returncode == 0, proc.stderr[-2000:]

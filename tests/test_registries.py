@@ -150,12 +150,14 @@ def test_a_dataset_registers_once_with_its_task_and_its_class_count_comes_from_t
         data.get_dataset("nosuch")
 
 
-def test_a_new_dataset_is_one_registered_builder(make_cfg, tmp_path):
+def test_a_new_dataset_is_one_registered_builder(make_cfg, monkeypatch):
     """A dataset registered from outside the package trains through the unchanged runner."""
     from omegaconf import OmegaConf
 
-    from harness.data import DataBundle, Split, register_dataset
+    from harness.data import DataBundle, Split, register_dataset, registry
     from harness.run import execute
+
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))  # this test's registration ends with it
 
     @register_dataset("sine_test", task="regression")
     def make_sine(cfg, seed):
