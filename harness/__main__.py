@@ -3,6 +3,8 @@ config tree: ``harness/conf`` in an installed package, ``conf/`` at the top of a
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -19,10 +21,52 @@ CONF_DIR = _conf_dir()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     from .run import main_job
 
     return main_job(cfg)
+
+
+def _keys_of(parent: str) -> list[str] | None:
+    """Keys under the dotted ``parent`` of the config composed with the command line's group choices only (for
+    suggestions when a key is misspelt)."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from omegaconf import OmegaConf
+
+    args, _ = get_args_parser().parse_known_args()
+    groups = [
+        o for o in args.overrides
+        if "=" in o and "." not in o.split("=")[0] and not o.startswith(("+", "~")) and not any(c in o for c in ",(")
+    ]
+    if args.config_dir:
+        groups.append(f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]")
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            node = OmegaConf.select(compose("config", overrides=groups), parent) if parent else compose("config", overrides=groups)
+    except Exception:  # noqa: BLE001 - no suggestions then
+        return None
+    return [str(k) for k in node.keys()] if node is not None and OmegaConf.is_dict(node) else None
+
+
+def main() -> None:
+    """Hydra's main, except that a config Hydra cannot compose (an unknown option or key) is one line naming the
+    closest valid names, with exit status 2. ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report."""
+    user_full = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us instead of Hydra's exit(1)
+    try:
+        _hydra_main()
+    except Exception as err:
+        from .cli_errors import describe
+
+        message = None if user_full else describe(err, _keys_of)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    finally:
+        if user_full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 if __name__ == "__main__":

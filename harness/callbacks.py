@@ -63,7 +63,9 @@ class SweepParentRun(Callback):
                 except ConfigError as err:
                     errors.append(f"  {' '.join(job)}\n    error: {err}")
                 except Exception as err:  # noqa: BLE001 - Hydra composition errors name the bad override
-                    message = str(err).split("Config search path")[0].strip().replace("\n\t", ", ").replace("\n", " ")
+                    from .cli_errors import describe
+
+                    message = describe(err) or str(err).split("Config search path")[0].strip().replace("\n", " ")
                     errors.append(f"  {' '.join(job)}\n    error: {message}")
             if errors:
                 print(f"error: {len(errors)} of {len(jobs)} sweep jobs cannot run; nothing was started:", file=sys.stderr)

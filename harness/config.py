@@ -81,7 +81,7 @@ RULES: dict[str, Rule] = {
     "trainer.batch_size": _int(1),
     "trainer.device": _choice(*DEVICES),
     "trainer.precision": Rule(f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),
-    "trainer.progress": _choice(True, False),
+    "trainer.progress": _choice(True, False, "auto"),
     "trainer.threads": Rule("null or an integer >= 1", lambda v: v is None or _int(1).ok(v)),
     "optim.name": Rule(f"one of {optim.available()}", lambda v: v in optim.available()),
     "optim.lr": _gt(0),

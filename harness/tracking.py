@@ -51,6 +51,12 @@ def ui_command(uri: str) -> str:
     return "mlflow ui" if uri == DEFAULT_URI else f"mlflow ui --backend-store-uri {uri}"
 
 
+def lock_path(db: Path) -> Path:
+    """The lock file of a SQLite store: hidden, beside it (``.mlflow.db.lock``). It is never deleted: removing a lock
+    file that another process may have opened and be waiting on would let two processes hold "the" lock."""
+    return db.with_name(f".{db.name}.lock")
+
+
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     path = sqlite_path(uri)
@@ -58,7 +64,7 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as lock:
+    with open(lock_path(path), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

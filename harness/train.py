@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
+import time
 from typing import Callable
 
 import torch
@@ -51,6 +53,15 @@ def resolve_device(name: str) -> torch.device:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+def progress_mode(setting: bool | str) -> tuple[bool, bool]:
+    """(progress bar, one plain line per epoch) for ``trainer.progress``: ``true`` the bar, ``false`` neither,
+    ``auto`` the bar on a terminal and plain lines when stderr goes to a file or pipe (SLURM, nohup, CI logs)."""
+    if setting == "auto":
+        tty = sys.stderr.isatty()
+        return tty, not tty
+    return bool(setting), False
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed-precision context for forward and loss: ``bf16`` or ``16-mixed`` (float16); ``32`` is a no-op."""
     if precision == "32":
@@ -90,7 +101,9 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
     history: list[dict[str, float]] = []
-    bar = tqdm(total=epochs * steps_per_epoch, disable=not cfg.trainer.progress, unit="step", dynamic_ncols=True)
+    bar_on, lines_on = progress_mode(cfg.trainer.get("progress", "auto"))
+    bar = tqdm(total=epochs * steps_per_epoch, disable=not bar_on, unit="step", dynamic_ncols=True)
+    started = time.perf_counter()
     try:
         for epoch in range(1, epochs + 1):
             model.train()
@@ -131,6 +144,12 @@ def fit(
             metrics.update({f"val/{k}": v for k, v in val.items()})
             history.append(metrics)
             bar.set_postfix(epoch=epoch, loss=f"{metrics['train/loss']:.4g}", **{task.monitor: f"{val[task.monitor]:.4g}"})
+            if lines_on:
+                print(
+                    f"epoch {epoch}/{epochs}  train/loss {metrics['train/loss']:.4g}  val/{task.monitor} "
+                    f"{val[task.monitor]:.4g}  {time.perf_counter() - started:.2f}s",
+                    file=sys.stderr, flush=True,
+                )
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
     finally:
