@@ -135,6 +135,6 @@ def build_user_loss(spec: LossSpec, params: dict[str, Any]) -> UserLoss:
     params = split_kwargs(obj, params, f"loss._target_={spec.name}")
     try:
         loss = obj(**params) if inspect.isclass(obj) else functools.partial(obj, **params) if params else obj
-    except TypeError as err:
-        raise ConfigError(f"loss._target_={spec.name}: its arguments {sorted(params)} do not fit: {err}") from None
+    except (TypeError, ValueError) as err:  # wrong keywords, or the loss's own argument checks
+        raise ConfigError(f"loss._target_={spec.name}: its arguments {params} do not fit: {type(err).__name__}: {err}") from None
     return UserLoss(loss)

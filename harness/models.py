@@ -88,8 +88,8 @@ def build_model(cfg: DictConfig, data: Any, outputs: int) -> nn.Module:
         kwargs = split_kwargs(obj, {**kwargs, "input_shape": tuple(input_shape), "num_outputs": outputs}, f"model._target_={target}")
         try:
             return obj(**kwargs)
-        except TypeError as err:
-            raise ConfigError(f"model._target_={target}: its arguments {sorted(kwargs)} do not fit: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model._target_={target}: its arguments {kwargs} do not fit: {type(err).__name__}: {err}") from None
     spec = model_spec(cfg)
     assert spec is not None and spec.build is not None
     return spec.build(cfg, tuple(input_shape), outputs)
