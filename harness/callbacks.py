@@ -6,8 +6,11 @@
 2. creates the store and experiment once, under the store lock, so parallel jobs never race to create them;
 3. creates the parent run, tagged with the sweep's overrides, and hands its id to the jobs through the
    environment (``HARNESS_PARENT_RUN_ID``; launcher workers inherit it).
-``on_multirun_end`` counts the jobs' runs, prints the failures and ends the parent run FINISHED, or FAILED when a
-job failed (the sweep then exits with status 1). If the sweep dies first (Ctrl-C), an exit hook ends it KILLED.
+``on_multirun_end`` counts the jobs' runs, prints the failures, puts the comparison of the swept arms on the parent
+run (``harness.compare.log_sweep``: the table with paired statistics as the run's description, the files as artifacts,
+per-arm metrics, an ``arm`` tag on each child; a failure there prints one warning and changes nothing else) and ends
+the parent run FINISHED, or FAILED when a job failed (the sweep then exits with status 1). If the sweep dies first
+(Ctrl-C), an exit hook ends it KILLED.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class SweepParentRun(Callback):
         swept = " ".join(params + overrides)
         self.run = start_run(client, experiment_id, name, {"sweep": "parent", "sweep.overrides": swept[:5000]})
         self.run.log_params({"sweep.overrides": swept[:6000], "sweep.jobs": str(self.jobs or "unknown")})
-        self.experiment_id = experiment_id
+        self.experiment_id, self.uri = experiment_id, uri
         os.environ[PARENT_ENV] = self.run.run_id
         atexit.register(self._end_if_running)
         print(f"sweep parent run {self.run.run_id} ({name}) in experiment '{config.tracking.experiment}', store {uri}", flush=True)
@@ -99,10 +102,23 @@ class SweepParentRun(Callback):
         print("\n".join(lines), flush=True)
         bad = len(failed) + missing
         self.run.set_tags({"sweep.finished": str(len(finished)), "sweep.failed": str(bad)})
+        self._log_comparison(missing)
         self.run.end("FAILED" if bad else "FINISHED")
         os.environ.pop(PARENT_ENV, None)
         if bad:
             sys.exit(1)
+
+    def _log_comparison(self, missing: int) -> None:
+        """The comparison on the parent run; never loses the sweep's status (one warning line instead)."""
+        try:
+            from .compare import log_sweep
+            from .tracking import see_it
+
+            print(log_sweep(self.run.client, self.run.run_id, self.uri, missing), flush=True)
+            print(see_it(self.uri, self.experiment_id, self.run.run_id), flush=True)
+        except (Exception, SystemExit, KeyboardInterrupt) as err:  # noqa: BLE001 - compare exits with a message
+            message = " ".join(str(err).split())[:300]
+            print(f"warning: no comparison on the parent run ({type(err).__name__}: {message})", file=sys.stderr, flush=True)
 
     def _end_if_running(self) -> None:
         if self.run is not None and self.run.status is None:

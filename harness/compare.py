@@ -1,22 +1,42 @@
-"""Turn an experiment's runs into a comparison table and plots.
+"""Turn an experiment's runs into a comparison table, paired statistics and plots.
 
-    python -m harness.compare --experiment NAME [--tracking-uri URI] [--metric test/rmse] [--by loss,data.outlier_fraction]
-                              [--parent RUN_ID] [--out DIR]
+    python -m harness.compare --experiment NAME [--tracking-uri URI] [--metric test/rmse[,test/mae]] [--by loss,...]
+                              [--baseline ARM] [--columns KEY] [--parent RUN_ID [--log]] [--out DIR]
 
-Reads the runs with ``mlflow.search_runs``; one row per combination of the ``--by`` keys (tags such as ``loss``, or
-config keys such as ``data.outlier_fraction``): mean +- sample std of the metric over the finished runs (seeds),
-their number, and the runs that did not finish (counted and shown, never dropped). Best first in the metric's
-direction. Writes ``comparison.md``, ``comparison.csv``, ``bars.png`` (means with std error bars) and
-``curves.png`` (the matching validation metric per epoch, averaged over seeds, one line per row).
+Reads the runs with ``MlflowClient.search_runs``; one row per *arm*, a combination of the ``--by`` keys (tags such as
+``loss`` or ``variant``, or config keys such as ``data.outlier_fraction``; with ``--parent`` and no ``--by``: the keys
+that sweep swept, seed excepted): mean +- sample std of the metric over the finished runs (seeds), their number, and
+the runs that did not finish (counted and shown, never dropped). Best first in the metric's direction. Then, paired
+by seed, every arm against the best one (or ``--baseline``): the mean difference with a t-based 95% confidence
+interval, a Wilcoxon signed-rank p-value and on how many seeds the baseline was better (``harness.stats``). Writes
+``comparison.md``, ``comparison.csv``, ``bars.png`` (means with std error bars), ``curves.png`` (the matching
+validation metric per epoch, averaged over seeds, one line per row) and ``paired.png`` (each arm's paired difference
+from the baseline with its interval), one section or panel per metric.
+
+``--parent RUN_ID --log`` also puts the comparison on that sweep's parent run (as a sweep does when it ends): the
+tables as the run's description (the markdown the MLflow UI shows on the run page), the files as artifacts under
+``comparison/``, per-arm metrics ``arm/<arm>/<metric>_mean|_std|_rank|_diff``, and an ``arm`` tag on every child run.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any, Iterable
+
 import pandas as pd
+
+from . import stats
+
+ARM_SEP = " / "
+FILES = ("comparison.md", "comparison.csv", "bars.png", "curves.png", "paired.png")
+NOTE_TAG = "mlflow.note.content"  # the run description that the MLflow UI renders as markdown
+MAX_NOTE = 7900  # MLflow keeps tag values up to 8000 characters
+
 
 def lower_is_better(metric: str) -> bool:
     """The metric's direction, as its task declares it (``harness.tasks``)."""
@@ -25,33 +45,66 @@ def lower_is_better(metric: str) -> bool:
     return declared(metric)
 
 
-def column(frame: pd.DataFrame, key: str) -> str:
-    """The search_runs column for a ``--by`` key: a tag if one has that name, else a param."""
-    for candidate in (f"tags.{key}", f"params.{key}"):
+def find_column(frame: pd.DataFrame, key: str) -> str | None:
+    """The runs-frame column for a ``--by`` key: a tag of that name, else a param, else the param ``<key>.name``
+    (a config group such as ``optim``), else ``None``."""
+    for candidate in (f"tags.{key}", f"params.{key}", f"params.{key}.name"):
         if candidate in frame.columns:
             return candidate
-    raise SystemExit(f"error: no tag or param named '{key}' in these runs")
+    return None
+
+
+def column(frame: pd.DataFrame, key: str) -> str:
+    """The runs-frame column for a ``--by`` key; exits with an error naming the key if there is none."""
+    found = find_column(frame, key)
+    if found is None:
+        raise SystemExit(f"error: no tag or param named '{key}' in these runs")
+    return found
+
+
+def arm_of(values: Iterable[Any]) -> str:
+    """An arm's label: its ``--by`` values joined with `` / `` (``huber``, ``mae / 0.1``)."""
+    return ARM_SEP.join(str(v) for v in values)
+
+
+def arm_labels(runs: pd.DataFrame, by: list[str]) -> pd.Series:
+    """Each run's arm label."""
+    keys = [column(runs, k) for k in by]
+    if runs.empty:
+        return pd.Series([], index=runs.index, dtype=object)
+    return runs[keys].apply(lambda row: arm_of(row.tolist()), axis=1)
+
+
+def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
+    """MLflow runs as a frame with the columns of ``mlflow.search_runs``: run_id, status, tags.*, params.*, metrics.*."""
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run_id": run.info.run_id, "status": run.info.status}
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": float(v) for k, v in run.data.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "status"])
+
+
+def search(client: Any, experiment_id: str, parent: str | None) -> pd.DataFrame:
+    """The runs of an experiment (or of one sweep: the children of run ``parent``), sweep parents left out."""
+    query = f"tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
+    runs = runs_frame(client.search_runs([experiment_id], filter_string=query, max_results=50000))
+    if "tags.sweep" in runs.columns:
+        runs = runs[runs["tags.sweep"] != "parent"]
+    return runs.reset_index(drop=True)
 
 
 def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> pd.DataFrame:
-    import mlflow
-
     from .tracking import open_store, resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    open_store(uri)  # never read a store while another process is still creating it
-    if mlflow.get_experiment_by_name(experiment) is None:
+    client = open_store(uri)  # never read a store while another process is still creating it
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
         raise SystemExit(f"error: no experiment named '{experiment}' in {uri}")
-    runs = mlflow.search_runs(experiment_names=[experiment], max_results=50000, output_format="pandas")
-    if runs.empty:
-        return runs
-    if "tags.sweep" in runs.columns:
-        runs = runs[runs["tags.sweep"] != "parent"]
-    if parent is not None:
-        tag = "tags.mlflow.parentRunId"
-        runs = runs[runs[tag] == parent] if tag in runs.columns else runs.iloc[0:0]
-    return runs
+    return search(client, found.experiment_id, parent)
 
 
 def summarise(runs: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
@@ -71,21 +124,154 @@ def summarise(runs: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
             "n": len(done),
             "failed": len(group) - len(done),
             "run_ids": list(group["run_id"]),
+            "arm": arm_of(values),
         })
     table = pd.DataFrame(rows)
     return table.sort_values("mean", ascending=lower_is_better(metric), na_position="last").reset_index(drop=True)
 
 
+def _squash(label: str) -> str:
+    return "".join(str(label).split())
+
+
+def resolve_baseline(table: pd.DataFrame, baseline: str | None) -> str | None:
+    """The baseline arm's label: ``baseline`` (spaces ignored: ``mae/0.1`` is ``mae / 0.1``), else the best arm."""
+    if baseline is None:
+        measured = table[table["n"] > 0]
+        return None if measured.empty else str(measured.iloc[0]["arm"])
+    for arm in table["arm"]:
+        if _squash(arm) == _squash(baseline):
+            return str(arm)
+    raise SystemExit(f"error: no arm '{baseline}' to use as --baseline; the arms: {', '.join(map(str, table['arm']))}")
+
+
+PAIRED_COLUMNS = ["metric", "baseline", "pairs", "diff", "ci_low", "ci_high", "p_value", "test",
+                  "arm_better", "baseline_better", "ties", "distinguishable", "underpowered"]
+
+
+def compare(runs: pd.DataFrame, metric: str, by: list[str], baseline: str | None = None) -> pd.DataFrame:
+    """:func:`summarise`, plus every arm against the baseline (the best arm unless named), paired by seed
+    (:mod:`harness.stats`): the columns of :data:`PAIRED_COLUMNS`, empty on the baseline's row."""
+    table = summarise(runs, metric, by)
+    lower = lower_is_better(metric)
+    base = resolve_baseline(table, baseline)
+    table["metric"], table["baseline"] = metric, base
+    for name in PAIRED_COLUMNS[2:]:
+        table[name] = None
+    table.attrs.update(metric=metric, baseline=base, duplicates=0, paired=False)
+    seed = find_column(runs, "seed")
+    if base is None or seed is None:
+        return table
+    metric_col = f"metrics.{metric}"
+    done = runs[(runs["status"] == "FINISHED") & runs[metric_col].notna()]
+    frame = pd.DataFrame({"arm": arm_labels(done, by), "seed": done[seed], "value": done[metric_col]})
+    matrix, duplicates = stats.by_seed(frame, "arm", "seed", "value")
+    results = stats.against(matrix, base, lower) if base in matrix.columns else {}
+    for i, arm in enumerate(table["arm"]):
+        result = results.get(arm)
+        if arm == base:
+            continue
+        if result is None:  # no finished run of this arm, or of the baseline
+            result = stats.paired([], [], lower)
+        table.loc[i, PAIRED_COLUMNS[2:]] = [
+            result.pairs, result.diff, result.ci_low, result.ci_high, result.p, result.test,
+            result.arm_better, result.baseline_better, result.ties, result.distinguishable, result.underpowered,
+        ]
+    table.attrs.update(duplicates=duplicates, paired=True)
+    return table
+
+
+def _num(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
+def _signed(value: float) -> str:
+    return ("+" if value >= 0 else "") + _num(value)
+
+
+P_MARK = {stats.EXACT: "", stats.PERMUTATION: " (perm.)", stats.ASYMPTOTIC: " (approx.)", stats.ALL_ZERO: " (all diffs 0)"}
+
+
+def _paired_cells(row: pd.Series, base: str, lower: bool, best: str) -> list[str]:
+    if row["arm"] == base:
+        return ["(baseline)", "", "", "best" if base == best else "baseline"]
+    pairs = int(row["pairs"])
+    if pairs == 0:
+        return ["no paired seeds", "", "", "n/a"]
+    if pairs == 1:
+        diff = f"{_signed(row['diff'])} (1 pair: no interval)"
+    else:
+        diff = f"{_signed(row['diff'])} [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
+    p = f"{row['p_value']:.2g}{P_MARK.get(row['test'], '')}"
+    wins = f"{int(row['baseline_better'])} of {pairs} seeds" + (f" ({int(row['ties'])} tied)" if row["ties"] else "")
+    if row["distinguishable"]:
+        verdict = "worse" if (row["diff"] > 0) == lower else "better"
+    else:
+        verdict = "not distinguishable" if pairs > 1 else "n/a"
+    return [diff, p, wins, verdict]
+
+
+def legend(table: pd.DataFrame, metric: str) -> list[str]:
+    """The paragraphs under a paired table: what the columns mean, and when not to trust them."""
+    base, lower = table.attrs["baseline"], lower_is_better(metric)
+    best = str(table.iloc[0]["arm"])
+    others = table[(table["arm"] != base) & table["pairs"].notna()]
+    if others.empty:
+        return []
+    lines = [
+        f"Paired by seed against **{base}** ({'the best arm' if base == best else 'the chosen baseline'}): diff = arm "
+        f"− {base} in {metric}, averaged over the seeds on which both finished ({'lower' if lower else 'higher'} is "
+        f"better, so a {'positive' if lower else 'negative'} diff is worse than {base}); 95% CI: t-based (Student's t "
+        f"over the per-seed differences); p: two-sided Wilcoxon signed-rank test (SciPy), exact unless marked "
+        f"(perm.: ties or zero differences, exact permutation test; approx.: normal approximation); "
+        f"*not distinguishable*: the interval includes 0."
+    ]
+    weak = others[others["underpowered"].astype(bool) & (others["pairs"] > 0)]
+    if len(weak):
+        counts = sorted({int(n) for n in weak["pairs"]})
+        n = max(counts[0], 1)
+        who = "every arm" if len(weak) == len(others) else ", ".join(map(str, weak["arm"]))
+        lines.append(
+            f"**Underpowered**: fewer than {stats.MIN_PAIRS} paired seeds ({'/'.join(map(str, counts))} "
+            f"pair{'' if counts == [1] else 's'}; "
+            f"{who}). With n pairs Wilcoxon's p cannot fall below 2/2^n ({2 / 2 ** n:.3g} at n = {n}) and the t interval "
+            f"is wide: run more seeds before trusting a difference, or a tie."
+        )
+    elif 0 < int(others["pairs"].min()) <= stats.MIN_PAIRS:
+        n = int(others["pairs"].min())
+        lines.append(f"With {n} pairs Wilcoxon's p cannot fall below 2/2^{n} = {2 / 2 ** n:.3g}: a difference seen on "
+                     f"every seed is as clear as {n} seeds can make it; the interval says how large it is.")
+    if table.attrs.get("duplicates"):
+        lines.append(f"{table.attrs['duplicates']} (arm, seed) pairs had several finished runs; their values were "
+                     f"averaged before pairing.")
+    return lines
+
+
 def markdown(table: pd.DataFrame, metric: str, by: list[str]) -> str:
-    header = "| " + " | ".join(by) + f" | {metric} (mean ± std) | seeds | failed |"
-    lines = [header, "|" + "---|" * (len(by) + 3)]
+    lower = lower_is_better(metric)
+    paired = bool(table.attrs.get("paired"))
+    base = table.attrs.get("baseline")
+    heads = [*by, f"{metric} (mean ± std)", "seeds", "failed"]
+    if paired:
+        heads += [f"diff vs {base} [95% CI, t]", "p (Wilcoxon)", f"{base} better on", "verdict"]
+    lines = [f"**{metric}** ({'lower' if lower else 'higher'} is better), best first:", "",
+             "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    best = str(table.iloc[0]["arm"]) if len(table) else ""
     for _, row in table.iterrows():
         value = "n/a" if math.isnan(row["mean"]) else f"{row['mean']:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
-        lines.append("| " + " | ".join(str(row[k]) for k in by) + f" | {value} | {row['n']} | {row['failed']} |")
+        cells = [str(row[k]) for k in by] + [value, str(row["n"]), str(row["failed"])]
+        if paired:
+            cells += _paired_cells(row, base, lower, best)
+        lines.append("| " + " | ".join(cells) + " |")
+    if paired:
+        for paragraph in legend(table, metric):
+            lines += ["", paragraph]
     return "\n".join(lines)
 
 
-def plot(table: pd.DataFrame, metric: str, by: list[str], tracking_uri: str | None, out: Path) -> None:
+def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path) -> None:
+    """``bars.png``, ``curves.png`` and ``paired.png`` (each arm's paired difference from the baseline with its
+    interval): one panel per metric (the tables of :func:`compare`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,71 +280,288 @@ def plot(table: pd.DataFrame, metric: str, by: list[str], tracking_uri: str | No
 
     from .tracking import resolve_uri
 
-    labels = [" / ".join(str(row[k]) for k in by) for _, row in table.iterrows()]
-    fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(table) + 2), 4))
-    ax.bar(range(len(table)), table["mean"], yerr=table["std"].fillna(0), capsize=3, color="tab:blue", alpha=0.8)
-    ax.set_xticks(range(len(table)), labels, rotation=45, ha="right")
-    ax.set_ylabel(f"{metric} (mean ± std over seeds)")
-    ax.set_title(f"{metric}, {'lower' if lower_is_better(metric) else 'higher'} is better")
-    ax.grid(axis="y", alpha=0.3)
+    client = MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    count = len(tables)
+    width = max(5, 0.55 * max(len(t) for t in tables) + 2)
+    fig, axes = plt.subplots(1, count, figsize=(width * count, 4), squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        metric = table.attrs["metric"]
+        ax.bar(range(len(table)), table["mean"], yerr=table["std"].fillna(0), capsize=3, color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(table)), list(table["arm"]), rotation=45, ha="right")
+        ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+        ax.set_title(f"{metric}, {'lower' if lower_is_better(metric) else 'higher'} is better")
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "bars.png", dpi=110)
     plt.close(fig)
 
-    curve = "val/" + metric.split("/", 1)[-1]
-    client = MlflowClient(tracking_uri=resolve_uri(tracking_uri))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    drawn = 0
-    for label, (_, row) in zip(labels, table.iterrows()):
-        histories = [[m.value for m in sorted(client.get_metric_history(r, curve), key=lambda m: m.step)] for r in row["run_ids"]]
-        histories = [h for h in histories if h]
-        if not histories:
-            continue
-        length = min(len(h) for h in histories)
-        mean = [sum(h[i] for h in histories) / len(histories) for i in range(length)]
-        ax.plot(range(1, length + 1), mean, label=label)
-        drawn += 1
-    ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)", title=f"learning curves: {curve}")
-    if drawn:
-        ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+    histories: dict[tuple[str, str], list[float]] = {}
+    fig, axes = plt.subplots(1, count, figsize=(6.5 * count, 4.2), squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        curve = "val/" + table.attrs["metric"].split("/", 1)[-1]
+        drawn = 0
+        for _, row in table.iterrows():
+            runs = []
+            for run_id in row["run_ids"]:
+                if (run_id, curve) not in histories:
+                    points = sorted(client.get_metric_history(run_id, curve), key=lambda m: m.step)
+                    histories[run_id, curve] = [m.value for m in points]
+                runs.append(histories[run_id, curve])
+            runs = [h for h in runs if h]
+            if not runs:
+                continue
+            length = min(len(h) for h in runs)
+            mean = [sum(h[i] for h in runs) / len(runs) for i in range(length)]
+            ax.plot(range(1, length + 1), mean, label=str(row["arm"]))
+            drawn += 1
+        ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)", title=f"learning curves: {curve}")
+        if drawn:
+            ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
 
+    fig, axes = plt.subplots(1, count, figsize=(6.5 * count, max(2.5, 0.45 * max(len(t) for t in tables) + 1.5)),
+                             squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        metric, base = table.attrs["metric"], table.attrs.get("baseline")
+        lower = lower_is_better(metric)
+        rows = table[(table["arm"] != base) & (table["pairs"].fillna(0).astype(int) > 0)] if base else table.iloc[0:0]
+        for y, (_, row) in enumerate(rows.iterrows()):
+            low, high = row["ci_low"], row["ci_high"]
+            color = "tab:gray"
+            if row["distinguishable"]:
+                color = "tab:red" if (row["diff"] > 0) == lower else "tab:green"
+            err = None if pd.isna(low) else [[row["diff"] - low], [high - row["diff"]]]
+            ax.errorbar([row["diff"]], [y], xerr=err, fmt="o", color=color, capsize=4)
+        ax.axvline(0, color="black", lw=1)
+        ax.set_yticks(range(len(rows)), list(rows["arm"]))
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric}: arm − {base}\n(mean over paired seeds, 95% CI t-based)", fontsize=9)
+        worse = "right" if lower else "left"
+        ax.set_title(f"paired difference vs {base}; {worse} of 0 is worse", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "paired.png", dpi=110)
+    plt.close(fig)
+
+
+def write(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path) -> str:
+    """Write comparison.md, comparison.csv, bars.png, curves.png and paired.png under ``out``; return the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = "\n\n".join(markdown(t, t.attrs["metric"], by) for t in tables)
+    (out / "comparison.md").write_text(text + "\n")
+    pd.concat([t.drop(columns=["run_ids", "arm"]) for t in tables]).to_csv(out / "comparison.csv", index=False)
+    plot(tables, by, tracking_uri, out)
+    return text
+
+
+# -- the sweep's parent run -------------------------------------------------------------------------------------------
+
+
+def swept_keys(overrides: str) -> list[str]:
+    """The keys a sweep sweeps (``loss=mse,mae``, ``range(..)``, ``interval(..)``...) in its overrides as the parent
+    run records them (tag ``sweep.overrides``: an experiment's ``hydra.sweeper.params``, then the command line), in
+    order; a key's last override decides; ``seed`` and ``hydra.*`` left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    swept: dict[str, bool] = {}  # key -> swept by its last override (the command line's wins over the config's)
+    for token in overrides.split():
+        try:
+            override = parser.parse_override(token)
+        except Exception:  # noqa: BLE001 - a piece of a quoted value with spaces: not a key of its own
+            continue
+        key = override.key_or_group
+        if key != "seed" and not key.startswith("hydra"):
+            swept[key] = override.is_sweep_override()
+    return [key for key, is_swept in swept.items() if is_swept]
+
+
+def sweep_by(overrides: str, runs: pd.DataFrame) -> list[str]:
+    """The arms of a sweep: its swept keys that the runs carry (as tags or params); for a sweeper whose search space
+    is not in the overrides (Optuna), the params that differ between the runs; else ``variant``."""
+    keys = [k for k in swept_keys(overrides) if find_column(runs, k) is not None]
+    if keys:
+        return keys
+    varying = [c[len("params."):] for c in runs.columns
+               if c.startswith("params.") and c != "params.seed" and runs[c].nunique(dropna=False) > 1]
+    return varying or ["variant" if "tags.variant" in runs.columns else "loss"]
+
+
+def metric_key(text: str) -> str:
+    """``text`` as one segment of an MLflow metric name (letters, digits, ``_ - . space``)."""
+    key = re.sub(r"[^\w.\- ]", "_", text.replace(ARM_SEP, "-")).strip()
+    return key if key.strip(".") else "_"
+
+
+def parent_metrics(tables: list[pd.DataFrame]) -> dict[str, float]:
+    """Per arm and metric: ``arm/<arm>/<metric>_mean``, ``_std``, ``_rank`` (1 = best) and ``_diff`` (vs the
+    baseline), for sorting and charts in the UI."""
+    values: dict[str, float] = {}
+    for table in tables:
+        name = metric_key(table.attrs["metric"].replace("/", "_"))
+        for rank, (_, row) in enumerate(table.iterrows(), start=1):
+            prefix = f"arm/{metric_key(str(row['arm']))}/{name}"
+            for suffix, value in (("mean", row["mean"]), ("std", row["std"]), ("diff", row["diff"])):
+                if value is not None and not pd.isna(value):
+                    values[f"{prefix}_{suffix}"] = float(value)
+            if row["n"]:
+                values[f"{prefix}_rank"] = float(rank)
+    return values
+
+
+def description(tables: list[pd.DataFrame], by: list[str], runs: pd.DataFrame, parent: str, missing: int,
+                error: str | None = None) -> str:
+    """The parent run's description: what was compared, the tables, where the files are."""
+    finished = int((runs["status"] == "FINISHED").sum()) if len(runs) else 0
+    arms = arm_labels(runs, by).nunique() if len(runs) else 0
+    head = [f"### Comparison of this sweep's {len(runs)} runs",
+            f"Arms: {' × '.join(f'`{k}`' for k in by)} ({arms}); seeds pooled. {finished} runs finished, "
+            f"{len(runs) - finished} did not" + (f", {missing} job(s) created no run" if missing else "") + "."]
+    tail = [f"Files: artifacts `comparison/` ({', '.join(FILES)}). "
+            f"Recompute: `python -m harness.compare --parent {parent} --log`."]
+    if error:
+        return "\n\n".join([*head, error, *tail])
+    sections = [markdown(t, t.attrs["metric"], by) for t in tables]
+    text = "\n\n".join([*head, *sections, *tail])
+    while len(text) > MAX_NOTE and len(sections) > 1:
+        sections.pop()
+        text = "\n\n".join([*head, *sections, "(more metrics in comparison/comparison.md)", *tail])
+    if len(text) > MAX_NOTE:
+        cut = text[: MAX_NOTE - 200].rsplit("\n", 1)[0]
+        text = cut + "\n\n(table cut here to fit the description: the whole table is comparison/comparison.md)"
+    return text
+
+
+def log_to_parent(client: Any, parent: str, tables: list[pd.DataFrame], by: list[str], runs: pd.DataFrame,
+                  files: list[Path], missing: int = 0) -> None:
+    """Put the comparison on the sweep's parent run and tag each child run with its arm."""
+    from mlflow.entities import Metric, RunTag
+
+    from .tracking import signals_held
+
+    tags = {NOTE_TAG: description(tables, by, runs, parent, missing), "comparison.by": ",".join(by)}
+    for table in tables:
+        if table.attrs.get("baseline") is not None:
+            tags[f"comparison.best.{table.attrs['metric']}"] = str(table.iloc[0]["arm"])
+    now = int(pd.Timestamp.now().timestamp() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in parent_metrics(tables).items()]
+    arms = list(zip(runs["run_id"], arm_labels(runs, by))) if len(runs) else []
+    with signals_held():  # an interrupt inside a SQLite write would leave its lock held (harness.tracking)
+        for path in files:
+            client.log_artifact(parent, str(path), "comparison")
+        client.log_batch(parent, tags=[RunTag(k, v) for k, v in tags.items()])
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(parent, metrics=metrics[i : i + 1000])
+        for run_id, arm in arms:
+            client.set_tag(run_id, "arm", arm)
+
+
+def log_sweep(client: Any, parent: str, tracking_uri: str, missing: int = 0) -> str:
+    """Compare the runs of sweep ``parent`` on the arms it swept and log the comparison to the parent run (what a
+    sweep does when it ends). Returns a one-line summary."""
+    run = client.get_run(parent)
+    runs = search(client, run.info.experiment_id, parent)
+    by = sweep_by(run.data.tags.get("sweep.overrides", ""), runs) if len(runs) else ["loss"]
+    metric = default_metric(runs) if len(runs) else None
+    if metric is None or f"metrics.{metric}" not in runs.columns:
+        note = description([], by, runs, parent, missing, error=f"No run of this sweep finished with {metric or 'a metric'}.")
+        client.set_tag(parent, NOTE_TAG, note)
+        return "comparison: no finished run to compare"
+    tables = [compare(runs, metric, by)]
+    with tempfile.TemporaryDirectory(prefix="harness-compare-") as tmp:
+        out = Path(tmp)
+        write(tables, by, tracking_uri, out)
+        files = [out / n for n in FILES]
+        log_to_parent(client, parent, tables, by, runs, files, missing)
+    best = tables[0].iloc[0]
+    spread = "" if math.isnan(best["std"]) else f" ± {best['std']:.4f}"
+    arm = ", ".join(f"{k}={best[k]}" for k in by)
+    return (f"comparison ({' × '.join(by)}, seeds pooled): best {metric}: {arm} ({best['mean']:.4f}{spread}, "
+            f"{best['n']} seeds); the table is the parent run's description, files under its artifacts comparison/")
+
+
+# -- command line -----------------------------------------------------------------------------------------------------
+
+
+def _keys(text: str | None) -> list[str]:
+    return [k.strip() for k in (text or "").split(",") if k.strip()]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--experiment", default=None, help="the experiment (required unless --parent names a sweep)")
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    parser.add_argument("--metric", default=None, help="default: the task's headline test metric")
-    parser.add_argument("--by", default="loss", help="comma-separated tags or config keys (default: loss)")
+    parser.add_argument("--metric", default=None,
+                        help="one metric or several, comma-separated (default: the task's headline test metric)")
+    parser.add_argument("--by", default=None,
+                        help="comma-separated tags or config keys (default: loss; with --parent: the keys the sweep swept)")
+    parser.add_argument("--baseline", default=None,
+                        help="compare every arm with this one, named as in the table (e.g. mse, 'mae / 0.1'); default: the best")
     parser.add_argument("--columns", default=None, help="also write a pivot: one column per value of this key")
     parser.add_argument("--parent", default=None, help="only the runs of this sweep (parent run id)")
+    parser.add_argument("--log", action="store_true",
+                        help="with --parent: put the comparison on the parent run (description, artifacts, metrics)")
     parser.add_argument("--out", default=None, help="output folder (default: comparison/<experiment>)")
     args = parser.parse_args(argv)
+    if args.experiment is None and args.parent is None:
+        parser.error("name the runs: --experiment NAME, or --parent RUN_ID for one sweep")
+    if args.log and args.parent is None:
+        parser.error("--log puts the comparison on a sweep's parent run: name it with --parent RUN_ID")
 
-    runs = load_runs(args.experiment, args.tracking_uri, args.parent)
+    from .tracking import open_store, resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    client = open_store(uri)  # never read a store while another process is still creating it
+    parent_run = None
+    if args.parent is not None:
+        try:
+            parent_run = client.get_run(args.parent)
+        except Exception:  # noqa: BLE001 - MlflowException: no such run
+            raise SystemExit(f"error: no run with id '{args.parent}' in {uri}") from None
+    if args.experiment is not None:
+        found = client.get_experiment_by_name(args.experiment)
+        if found is None:
+            raise SystemExit(f"error: no experiment named '{args.experiment}' in {uri}")
+        if parent_run is not None and parent_run.info.experiment_id != found.experiment_id:
+            raise SystemExit(f"error: run {args.parent} is not in experiment '{args.experiment}'")
+        experiment_id, experiment = found.experiment_id, args.experiment
+    else:
+        experiment_id = parent_run.info.experiment_id
+        experiment = client.get_experiment(experiment_id).name
+
+    runs = search(client, experiment_id, args.parent)
     if runs.empty:
-        print(f"no runs in experiment '{args.experiment}'", file=sys.stderr)
+        print(f"no runs in {'sweep ' + args.parent if args.parent else 'experiment'} '{experiment}'", file=sys.stderr)
         return 1
-    metric = args.metric or default_metric(runs)
-    by = [k.strip() for k in args.by.split(",") if k.strip()]
-    table = summarise(runs, metric, by)
-    out = Path(args.out or Path("comparison") / args.experiment)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table, metric, by)
-    (out / "comparison.md").write_text(text + "\n")
-    table.drop(columns=["run_ids"]).to_csv(out / "comparison.csv", index=False)
-    plot(table, metric, by, args.tracking_uri, out)
+    if args.by:
+        by = _keys(args.by)
+    elif parent_run is not None:
+        by = sweep_by(parent_run.data.tags.get("sweep.overrides", ""), runs)
+    else:
+        by = ["loss"]
+    metrics = _keys(args.metric) or [default_metric(runs)]
+    tables = [compare(runs, metric, by, args.baseline) for metric in metrics]
+    out = Path(args.out or Path("comparison") / experiment)
+    text = write(tables, by, uri, out)
     print(text)
+    files = [out / n for n in FILES]
     if args.columns:
-        pivot_text = pivot(runs, metric, by, args.columns)
+        pivots = [pivot(runs, m, by, args.columns) for m in metrics]
+        pivot_text = "\n\n".join(p if len(metrics) == 1 else f"**{m}**\n\n{p}" for m, p in zip(metrics, pivots))
         (out / "pivot.md").write_text(pivot_text + "\n")
+        files.append(out / "pivot.md")
         print("\n" + pivot_text)
-    failed = int(table["failed"].sum())
-    print(f"\n{len(runs)} runs ({failed} not finished); best first ({'lower' if lower_is_better(metric) else 'higher'} is better). "
-          f"Wrote {out}/comparison.md, comparison.csv, bars.png, curves.png")
+    failed = int(runs["status"].ne("FINISHED").sum())
+    directions = ", ".join(f"{m}: {'lower' if lower_is_better(m) else 'higher'} is better" for m in metrics)
+    direction = directions.split(": ", 1)[1] if len(metrics) == 1 else directions
+    print(f"\n{len(runs)} runs ({failed} not finished); best first ({direction}). "
+          f"Wrote {out}/{', '.join(FILES)}")
+    if args.log:
+        log_to_parent(client, args.parent, tables, by, runs, files)
+        print(f"logged to parent run {args.parent}: description, artifacts comparison/, metrics arm/..., child tags 'arm'")
     return 0
 
 

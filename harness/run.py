@@ -22,7 +22,7 @@ from .evaluation import Evaluation, evaluate
 from .loss_config import loss_name
 from .loss_config import target_of as loss_target
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
-from .tracking import reap_orphans, signal_handlers, signals_held, start_run, ui_command
+from .tracking import reap_orphans, see_it, signal_handlers, signals_held, start_run
 from .train import NonFiniteLoss, fit, resolve_device
 
 
@@ -187,11 +187,7 @@ def summary(result: RunResult, experiment: str) -> str:
     lines = [f"run {result.run_name} finished in {result.seconds:.1f}s"]
     lines += [f"  {'test/' + k:<{width}} {v:.4f}" for k, v in result.test.items()]
     lines.append(f"run id {result.run_id} in experiment '{experiment}' (id {result.experiment_id}), store {result.tracking_uri}")
-    path = f"#/experiments/{result.experiment_id}/runs/{result.run_id}"
-    if result.tracking_uri.startswith(("http://", "https://")):
-        lines.append(f"see it: {result.tracking_uri.rstrip('/')}/{path}")
-    else:
-        lines.append(f"see it: {ui_command(result.tracking_uri)}  then http://127.0.0.1:5000/{path}")
+    lines.append(see_it(result.tracking_uri, result.experiment_id, result.run_id))
     return "\n".join(lines)
 
 

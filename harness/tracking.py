@@ -57,6 +57,15 @@ def lock_path(db: Path) -> Path:
     return db.with_name(f".{db.name}.lock")
 
 
+def see_it(uri: str, experiment_id: str, run_id: str) -> str:
+    """The line telling where a run's page is: the server's URL, or the command serving a local store. MLflow 3's UI
+    opens in its GenAI view; ``workflowType=machine_learning`` shows the training runs."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"see it: {uri.rstrip('/')}/{page}"
+    return f"see it: {ui_command(uri)}  then http://127.0.0.1:5000/{page}"
+
+
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     path = sqlite_path(uri)

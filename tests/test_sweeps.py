@@ -57,7 +57,7 @@ def test_a_bad_value_anywhere_in_the_sweep_stops_it_before_anything_starts(tmp_p
     proc = sweep(tmp_path, "loss=mse,hubber,huber", "loss.delta=1,-2")
     assert proc.returncode == 2
     assert "nothing was started" in proc.stderr
-    assert "Could not find 'loss/hubber'" in proc.stderr and "delta must be a number > 0, got -2" in proc.stderr
+    assert "loss=hubber is not an option of group 'loss'; did you mean 'huber'?" in proc.stderr and "delta must be a number > 0, got -2" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
