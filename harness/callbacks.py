@@ -68,7 +68,17 @@ class SweepParentRun(Callback):
                 except Exception as err:  # noqa: BLE001 - Hydra composition errors name the bad override
                     from .cli_errors import describe
 
-                    message = describe(err) or str(err).split("Config search path")[0].strip().replace("\n", " ")
+                    def keys_of(parent: str, job: list[str] = job) -> list[str] | None:
+                        from omegaconf import OmegaConf
+
+                        groups = [o for o in job if "=" in o and "." not in o.split("=")[0] and not o.startswith(("+", "~"))]
+                        try:
+                            node = OmegaConf.select(compose(config_name="config", overrides=groups), parent)
+                        except Exception:  # noqa: BLE001 - no suggestion then
+                            return None
+                        return [str(k) for k in node.keys()] if OmegaConf.is_dict(node) else None
+
+                    message = describe(err, keys_of) or str(err).split("Config search path")[0].strip().replace("\n", " ")
                     errors.append(f"  {' '.join(job)}\n    error: {message}")
             if errors:
                 print(f"error: {len(errors)} of {len(jobs)} sweep jobs cannot run; nothing was started:", file=sys.stderr)
@@ -116,7 +126,7 @@ class SweepParentRun(Callback):
 
             print(log_sweep(self.run.client, self.run.run_id, self.uri, missing), flush=True)
             print(see_it(self.uri, self.experiment_id, self.run.run_id), flush=True)
-        except (Exception, SystemExit, KeyboardInterrupt) as err:  # noqa: BLE001 - compare exits with a message
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - compare exits with a message; Ctrl-C ends it KILLED
             message = " ".join(str(err).split())[:300]
             print(f"warning: no comparison on the parent run ({type(err).__name__}: {message})", file=sys.stderr, flush=True)
 

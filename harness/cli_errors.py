@@ -30,11 +30,9 @@ def missing_option(group: str, option: str, options: Iterable[str]) -> str:
 def missing_key(key: str, siblings: Iterable[str]) -> str:
     """``trainer.epoch is not a key of the config; did you mean 'trainer.epochs'? ...``."""
     parent, _, name = key.rpartition(".")
-    full = [f"{parent}.{s}" if parent else s for s in siblings]
-    return (
-        f"{key} is not a key of the config; {_closest(key, full)}(add a new key with +{key}=..., "
-        f"see every key with python -m harness --cfg job)"
-    )
+    close = difflib.get_close_matches(name, list(siblings), n=1, cutoff=0.6)
+    hint = f"did you mean '{parent + '.' if parent else ''}{close[0]}'? " if close else ""
+    return f"{key} is not a key of the config; {hint}(add a new key with +{key}=..., see every key with python -m harness --cfg job)"
 
 
 def describe(err: BaseException, keys_of: Callable[[str], list[str] | None] | None = None) -> str | None:
@@ -56,6 +54,6 @@ def describe(err: BaseException, keys_of: Callable[[str], list[str] | None] | No
     if isinstance(err, OverrideParseException):
         return f"cannot parse the override {err.override!r}: {text.splitlines()[0]} (Hydra's override grammar: key=value, group=option, +key=value)"
     if isinstance(err, HydraException):
-        first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-        return first + (f" ({cause.splitlines()[0]})" if cause else "")
+        lines = [line.strip() for line in text.split("Config search path")[0].splitlines() if line.strip()]
+        return "; ".join(lines or [type(err).__name__]) + (f" ({cause.splitlines()[0]})" if cause else "")
     return None

@@ -21,7 +21,8 @@ from . import models, optim, tasks
 from .data import DataBundle, get_dataset
 from .data.table import TABLE_TASKS
 from .errors import ConfigError
-from .loss_config import import_modules, import_object, loss_name, loss_params, loss_spec, target_of
+from .loss_config import loss_name, loss_params, loss_spec, target_of
+from .user_code import import_modules, import_object
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
@@ -197,6 +198,11 @@ def validate(cfg: DictConfig) -> None:
             spec.check_params(loss_params(cfg))
         except ValueError as err:
             raise ConfigError(str(err)) from None
+    if target_of(cfg) and spec.target not in task.target_formats:
+        raise ConfigError(
+            f"loss.target={spec.target} is not allowed for data={cfg.data.name} (task '{task.name}'): the task gives "
+            f"targets as one of {list(task.target_formats)}"
+        )
     classes = num_classes_of(cfg)
     check_compatible(spec, cfg, classes)
     if model_spec is not None:
@@ -223,6 +229,11 @@ def validate_data(cfg: DictConfig, data: DataBundle) -> None:
             raise ConfigError(f"model={model_spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}")
     _check_class_weights(cfg, data.num_classes)
     if spec.target_min is not None and not task.classification:
+        if "target_scale" in data.info:
+            raise ConfigError(
+                f"loss={loss_name(cfg)} needs targets >= {spec.target_min:g} in their own units, but data={data.name} "
+                "trains on standardised targets: set data.standardize_target=false"
+            )
         lowest = float(data.train.y.min())
         if lowest < spec.target_min:
             fitting = [n for n in losses.available(task.name) if losses.spec(n).target_min is None]

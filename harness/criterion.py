@@ -24,6 +24,7 @@ from losses import LossSpec
 from . import tasks
 from .errors import ConfigError
 from .loss_config import build_user_loss, loss_params, loss_spec, target_of
+from .user_code import one_line
 
 
 def class_weights(setting: Any, counts: list[int], beta: float) -> list[float] | None:
@@ -101,30 +102,30 @@ def build_criterion(cfg: DictConfig, task: str | tasks.Task, num_classes: int | 
         elif "weight" in spec.params and spec.target != "mask":
             sample_weights, form = w, "per-example weight"
         else:
-            raise ConfigError(f"loss={spec.name} takes no class weights on binary masks; set data.class_weights=null")
+            raise ConfigError(f"loss={spec.name} takes no class weights in this form; set data.class_weights=null")
     module = build_user_loss(spec, params) if target_of(cfg) else losses.get(spec.name, **params)
     return Criterion(module, spec, task, outputs, num_classes, weights, form, sample_weights)
 
 
 def probe(criterion: Criterion, model: torch.nn.Module, x: Tensor, y: Tensor) -> None:
     """Check a user's model and loss on two training examples before any run is created: the model's output has
-    the shape the task needs, and the loss returns a finite scalar that carries a gradient. Eval mode, so no
+    the shape the task needs, and the loss returns a scalar that carries a gradient. Eval mode, so no
     random numbers are drawn and no running statistics change."""
     was_training = model.training
     model.eval()
     try:
         out = model(x[:2])
-        want = criterion.num_outputs
-        if out.ndim < 2 or out.shape[0] != len(x[:2]) or out.shape[1] != want:
+        want = (len(x[:2]), criterion.num_outputs, *(y.shape[1:] if criterion.task.per_pixel else ()))
+        if tuple(out.shape) != want:
             raise ConfigError(
                 f"model {type(model).__name__} returned output of shape {tuple(out.shape)} for a batch of "
-                f"{len(x[:2])}; the loss needs (N, {want}{', H, W' if criterion.task.per_pixel else ''})"
+                f"{len(x[:2])}; the loss needs {want}"
             )
         value = criterion(out, y[:2])
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - a user's model or loss failing on a real batch
-        raise ConfigError(f"model and loss fail on a training batch: {type(err).__name__}: {err}") from None
+        raise ConfigError(f"model and loss fail on a training batch: {type(err).__name__}: {one_line(err)}") from None
     finally:
         model.train(was_training)
     if not isinstance(value, Tensor) or value.numel() != 1:

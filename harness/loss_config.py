@@ -9,10 +9,7 @@ is used by name like a built-in once its module is imported (``imports=[my_pkg.l
 
 from __future__ import annotations
 
-import functools
-import importlib
 import inspect
-import sys
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,8 +19,9 @@ import losses
 from losses import LossSpec
 
 from .errors import ConfigError
+from .user_code import import_object, one_line, split_kwargs
 
-USER_KEYS = ("name", "_target_", "task", "target")  # config keys that are not the loss's keyword arguments
+USER_KEYS = ("name", "_target_", "task", "target", "imports")  # config keys that are not the loss's keyword arguments
 
 
 def target_of(cfg: DictConfig) -> str | None:
@@ -34,7 +32,11 @@ def target_of(cfg: DictConfig) -> str | None:
 def loss_name(cfg: DictConfig) -> str:
     """The loss's name as tagged: the registered name, or the last part of a user's dotted path."""
     target = target_of(cfg)
-    return target.rsplit(".", 1)[-1] if target else str(cfg.loss.name)
+    if target:
+        return target.rsplit(".", 1)[-1]
+    if not cfg.loss.get("name"):
+        raise ConfigError("the loss group has neither name (a registered loss) nor _target_ (a loss of yours); check its YAML")
+    return str(cfg.loss.name)
 
 
 def loss_params(cfg: DictConfig) -> dict[str, Any]:
@@ -46,55 +48,33 @@ def loss_params(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-def import_object(path: str, key: str) -> Any:
-    """The object at dotted ``path`` (``pkg.module.Name``); :class:`ConfigError` names ``key``, the path and why."""
-    module_path, _, attr = path.rpartition(".")
-    if not module_path:
-        raise ConfigError(f"{key}={path!r} is not a dotted path to a class or function (pkg.module.Name)")
-    try:
-        module = importlib.import_module(module_path)
-    except Exception as err:  # noqa: BLE001 - any import failure is the user's to see
-        raise ConfigError(f"{key}={path!r} does not import: {type(err).__name__}: {err}") from None
-    if not hasattr(module, attr):
-        raise ConfigError(f"{key}={path!r} does not import: module '{module_path}' has no attribute '{attr}'")
-    return getattr(module, attr)
-
-
-def split_kwargs(obj: Callable[..., Any], kwargs: dict[str, Any], where: str) -> dict[str, Any]:
-    """The keys of ``kwargs`` that ``obj``'s signature takes (all of them if it takes ``**kwargs``). A ``_target_``
-    set on top of a built-in option leaves that option's keys in the group (``model.hidden`` of ``model=mlp``);
-    the ones the target does not take are left out, and a note on stderr names them."""
-    try:
-        params = inspect.signature(obj).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    left_out = sorted(k for k in kwargs if k not in params)
-    if left_out:
-        print(f"note: {where} takes no {', '.join(left_out)}; left out", file=sys.stderr, flush=True)
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def import_modules(cfg: DictConfig) -> None:
-    """Import the modules listed in ``imports`` (a user's package that registers losses, datasets or models)."""
-    for path in cfg.get("imports") or []:
-        try:
-            importlib.import_module(str(path))
-        except Exception as err:  # noqa: BLE001
-            raise ConfigError(f"imports: module {str(path)!r} does not import: {type(err).__name__}: {err}") from None
-
-
 class UserLoss(losses.Loss):
-    """A user's loss wrapped in the registry's module interface: ``forward(input, target)`` calls it."""
+    """A user's loss in the registry's module interface: ``forward(input, target)`` calls it. A class is
+    instantiated with its keyword arguments (an ``nn.Module`` becomes a submodule: ``.to(device)`` moves it, its
+    parameters train); a function gets them at each call, tensors among them held as buffers so they move too."""
 
-    def __init__(self, loss: Callable[..., Tensor]) -> None:
+    def __init__(self, loss: Callable[..., Tensor], kwargs: dict[str, Any] | None = None) -> None:
         nn.Module.__init__(self)
-        self.params = {}
-        self.loss = loss  # an nn.Module is registered as a submodule: .to(device) moves it, its parameters train
+        self.params = {k: v for k, v in (kwargs or {}).items() if not isinstance(v, Tensor)}
+        for key, value in (kwargs or {}).items():
+            if isinstance(value, Tensor):
+                self.register_buffer(key, value)
+        self.loss = loss
 
     def forward(self, input: Tensor, target: Tensor | None = None, **overrides: Any) -> Tensor:
-        return self.loss(input, target, **overrides)
+        return self.loss(input, target, **self.params, **self._buffers, **overrides)
+
+
+class UserLossSpec(LossSpec):
+    """The spec of a user's loss: its keyword arguments are those of the class's ``__init__`` or, for a function,
+    every parameter after ``(input, target)``."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        items = list(inspect.signature(self.fn).parameters.items())
+        if not inspect.isclass(self.fn):
+            items = items[2:]
+        return {n: p.default for n, p in items if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
 
 
 def user_spec(cfg: DictConfig, task: str, default_target: str) -> LossSpec:
@@ -109,7 +89,7 @@ def user_spec(cfg: DictConfig, task: str, default_target: str) -> LossSpec:
     if target not in losses.TARGETS:
         raise ConfigError(f"loss.target={target!r} is not allowed: loss.target must be one of {list(losses.TARGETS)}")
     serves = cfg.loss.get("task") or task
-    return LossSpec(name=loss_name(cfg), fn=obj, module=UserLoss, tasks=(str(serves),), input="logits", target=target)
+    return UserLossSpec(name=loss_name(cfg), fn=obj, module=UserLoss, tasks=(str(serves),), input="logits", target=target)
 
 
 def loss_spec(cfg: DictConfig) -> LossSpec:
@@ -133,8 +113,9 @@ def build_user_loss(spec: LossSpec, params: dict[str, Any]) -> UserLoss:
     """Instantiate a user's loss class with ``params`` (or bind them to a function)."""
     obj = spec.fn
     params = split_kwargs(obj, params, f"loss._target_={spec.name}")
+    if not inspect.isclass(obj):
+        return UserLoss(obj, params)
     try:
-        loss = obj(**params) if inspect.isclass(obj) else functools.partial(obj, **params) if params else obj
+        return UserLoss(obj(**params))
     except (TypeError, ValueError) as err:  # wrong keywords, or the loss's own argument checks
-        raise ConfigError(f"loss._target_={spec.name}: its arguments {params} do not fit: {type(err).__name__}: {err}") from None
-    return UserLoss(loss)
+        raise ConfigError(f"loss._target_={spec.name}: its arguments {params} do not fit: {type(err).__name__}: {one_line(err)}") from None

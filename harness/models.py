@@ -61,6 +61,8 @@ def model_spec(cfg: DictConfig) -> ModelSpec | None:
     checked by a forward pass instead)."""
     if target_of(cfg):
         return None
+    if not cfg.get("name"):
+        raise ValueError("the model group has neither name (a built-in model) nor _target_ (a model of yours); check its YAML")
     if cfg.name not in _MODELS:
         raise ValueError(f"model.name={cfg.name!r} is unknown; valid: {available()}")
     return _MODELS[cfg.name]
@@ -78,18 +80,18 @@ def build_model(cfg: DictConfig, data: Any, outputs: int) -> nn.Module:
     input_shape = tuple(getattr(data, "input_shape", data))
     target = target_of(cfg)
     if target:
-        from .loss_config import import_object, split_kwargs
+        from .user_code import import_object, one_line, split_kwargs
 
         kwargs = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(kwargs, dict)
-        kwargs.pop("name", None)
-        kwargs.pop("_target_")
+        for key in ("name", "_target_", "imports"):
+            kwargs.pop(key, None)
         obj = import_object(target, "model._target_")
         kwargs = split_kwargs(obj, {**kwargs, "input_shape": tuple(input_shape), "num_outputs": outputs}, f"model._target_={target}")
         try:
             return obj(**kwargs)
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"model._target_={target}: its arguments {kwargs} do not fit: {type(err).__name__}: {err}") from None
+            raise ConfigError(f"model._target_={target}: its arguments {kwargs} do not fit: {type(err).__name__}: {one_line(err)}") from None
     spec = model_spec(cfg)
     assert spec is not None and spec.build is not None
     return spec.build(cfg, tuple(input_shape), outputs)

@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.0, help="relative tolerance per metric (default 0: exact)")
     args = parser.parse_args(argv)
 
+    from .data import DataError
+    from .errors import ConfigError
     from .run import execute
+    from .tracking import TrackingError
     from .tracking import library_versions, open_store, resolve_uri, source_version
 
     uri = resolve_uri(args.tracking_uri)
@@ -43,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         if then is not None and then != now:
             print(f"warning: {key} was {then}, is {now}", file=sys.stderr)
 
-    result = execute(cfg)
+    try:
+        result = execute(cfg)
+    except (ConfigError, DataError, TrackingError) as err:  # e.g. a user's loss no longer importable, a moved file
+        print(f"error: cannot re-run {args.run_id}: {err}", file=sys.stderr)
+        return 2
     client.set_tag(result.run_id, "reproduces", args.run_id)
     before = {k[len("test/"):]: v for k, v in original.data.metrics.items() if k.startswith("test/")}
     rows, all_match = [], True

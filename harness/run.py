@@ -105,9 +105,9 @@ def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
     }
 
 
-def provenance_tags(data: DataBundle) -> dict[str, str]:
+def provenance_tags(data: DataBundle, digest: str) -> dict[str, str]:
     """What the run trained on, as tags: source, digest, and what stood in for the requested data (if anything)."""
-    tags = {"data.source": data.source, "data.digest": data.digest()}
+    tags = {"data.source": data.source, "data.digest": digest}
     if data.substitute:
         tags["data.substitute"] = data.substitute
     return tags
@@ -164,13 +164,14 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     reap_orphans(client, experiment_id)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
-    run = start_run(client, experiment_id, run_name, {**run_tags(cfg, task.name), **provenance_tags(host)}, parent_run_id)
+    digest = host.digest()
+    run = start_run(client, experiment_id, run_name, {**run_tags(cfg, task.name), **provenance_tags(host, digest)}, parent_run_id)
     started = time.perf_counter()
     with _interrupts(), _marks_status(run):
         resolved = OmegaConf.to_container(cfg, resolve=True)
         run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params()})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        run.log_dataset(host.name, host.digest(), host.source, host.profile())
+        run.log_dataset(host.name, digest, host.source, host.profile())
         history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
         seconds = time.perf_counter() - started
         test_eval = evaluate(model, data.test.x, data.test.y)

@@ -46,6 +46,34 @@ def test_a_users_loss_module_by_target_equals_the_builtin_it_reimplements(tmp_pa
         assert by_loss["SquaredError"].data.metrics[metric] == pytest.approx(by_loss["mse"].data.metrics[metric], rel=1e-5)
 
 
+def test_a_users_loss_class_gets_class_weights_in_its_own_form(tmp_path):
+    """torch's BCEWithLogitsLoss takes pos_weight: balanced weights reach it as the built-in bce gets them."""
+    common = ["data=imbalanced", "data.class_weights=balanced", *FAST]
+    ours = cli(tmp_path, *common, "loss._target_=torch.nn.BCEWithLogitsLoss")
+    assert ours.returncode == 0, ours.stderr[-2000:]
+    builtin = cli(tmp_path, *common, "loss=bce")
+    assert builtin.returncode == 0, builtin.stderr[-2000:]
+    by_loss = {r.data.tags["loss"]: r for r in runs(tmp_path)}
+    assert by_loss["BCEWithLogitsLoss"].data.params["class_weights.form"] == "pos_weight"
+    for metric in ("test/pr_auc", "test/log_loss"):
+        assert by_loss["BCEWithLogitsLoss"].data.metrics[metric] == pytest.approx(by_loss["bce"].data.metrics[metric], rel=1e-4)
+
+
+def test_a_count_loss_on_standardised_table_targets_is_refused_with_the_fix(tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    load_diabetes(as_frame=True, scaled=False).frame.to_csv(tmp_path / "d.csv", index=False)
+    table = ["data=table", "data.path=d.csv", "data.target=target", "loss=poisson", *FAST]
+    refused = cli(tmp_path, *table)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == ("error: loss=poisson needs targets >= 0 in their own units, but "
+                                                       "data=table trains on standardised targets: set data.standardize_target=false")
+    raw = cli(tmp_path, *table, "data.standardize_target=false")
+    assert raw.returncode == 0, raw.stderr[-2000:]
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FINISHED"
+
+
 def test_a_users_function_loss_gets_its_keyword_arguments_from_the_config(tmp_path):
     proc = cli(tmp_path, "data=outliers", "loss._target_=my_pkg.losses.absolute_error", "+loss.power=1.0", *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -73,8 +101,11 @@ def test_a_users_model_receives_input_shape_and_num_outputs(tmp_path):
         (["model._target_=my_pkg.nomodels.Net"], "model._target_='my_pkg.nomodels.Net' does not import"),
         (["loss._target_=my_pkg.losses.per_example"], "loss=per_example must return a scalar tensor; it returned (2,)"),
         (["loss._target_=my_pkg.losses.detached"], "loss=detached returned a tensor without grad"),
-        (["model._target_=my_pkg.models.WrongWidth"], "model WrongWidth returned output of shape (2, 3) for a batch of 2; the loss needs (N, 1)"),
+        (["model._target_=my_pkg.models.WrongWidth"], "model WrongWidth returned output of shape (2, 3) for a batch of 2; the loss needs (2, 1)"),
         (["loss._target_=my_pkg.losses.SquaredError", "loss.target=nonsense"], "loss.target='nonsense' is not allowed: loss.target must be one of"),
+        (["loss._target_=my_pkg.losses.SquaredError", "loss.target=index"], "loss.target=index is not allowed for data=outliers (task 'regression'): the task gives targets as one of ['float']"),
+        (["loss._target_=my_pkg.losses.SquaredError", "+loss.scale=-1"], "loss._target_=SquaredError: its arguments {'scale': -1} do not fit: ValueError: scale must be > 0"),
+        (["imports=[nosuch_module]"], "imports: module 'nosuch_module' does not import: ModuleNotFoundError"),
     ],
 )
 def test_a_broken_user_loss_or_model_is_refused_in_one_line_before_any_run(tmp_path, overrides, message):
@@ -96,12 +127,21 @@ def test_a_users_config_dir_and_registered_loss_sweep_with_the_builtins(tmp_path
     assert rmse["pseudo_l1"] < 1.3 < rmse["SquaredError"]  # the robust surrogate resists the outliers, squared error does not
 
 
-def test_a_dataset_registered_by_a_users_module_runs_from_their_config_dir(tmp_path):
-    proc = cli(tmp_path, f"--config-dir={USER / 'conf'}", "data=sine", "loss=huber", "trainer.progress=false", "tracking.log_plots=false")
+@pytest.mark.parametrize("loss", ["huber", "pseudo_l1"])
+def test_a_dataset_registered_by_a_users_module_runs_from_their_config_dir(tmp_path, loss):
+    """The dataset's YAML imports its module, the registered loss's YAML its own: both imports apply."""
+    proc = cli(tmp_path, f"--config-dir={USER / 'conf'}", "data=sine", f"loss={loss}", "trainer.progress=false", "tracking.log_plots=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run,) = runs(tmp_path)
-    assert run.data.tags["data"] == "sine" and run.data.tags["task"] == "regression" and run.data.tags["model"] == "mlp"
+    assert run.data.tags["data"] == "sine" and run.data.tags["loss"] == loss and run.data.tags["model"] == "mlp"
     assert run.data.metrics["test/rmse"] < 0.2  # noise sd 0.1; sin itself has sd ~0.7 on [-3, 3]
+
+
+def test_imports_given_as_one_name_on_the_command_line(tmp_path):
+    proc = cli(tmp_path, "data=outliers", "imports=my_pkg.registered", "loss.name=pseudo_l1", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = runs(tmp_path)
+    assert run.data.tags["loss"] == "pseudo_l1"
 
 
 def test_each_run_records_its_data_as_an_mlflow_dataset_input(tmp_path):

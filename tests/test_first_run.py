@@ -7,8 +7,10 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import select
 import struct
 import termios
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -81,8 +83,12 @@ def test_progress_on_a_terminal_is_the_bar(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness", *FAST], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=child,
                             env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
     os.close(child)
-    chunks = []
-    while True:
+    chunks, deadline = [], time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if not select.select([main], [], [], 1.0)[0]:
+            if proc.poll() is not None:
+                break
+            continue
         try:
             data = os.read(main, 4096)
         except OSError:  # the child closed the terminal

@@ -1,6 +1,6 @@
 """Dataset registry: each dataset registers its builder once, with the task it poses.
 
-    @register_dataset("outliers", task="regression", source="generated from the seed")
+    @register_dataset("outliers", task="regression")
     def make_outliers(cfg: DictConfig, seed: int) -> DataBundle: ...
 
 A builder takes the ``data`` config group and the seed and returns a :class:`DataBundle` on the CPU, which carries

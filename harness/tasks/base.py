@@ -29,7 +29,7 @@ class Task:
 
     ``metrics``: metric name -> lower is better, in display order. ``monitor``: the validation metric shown in the
     progress bar and returned to sweepers. ``target_format``: the target format (see ``losses.TARGETS``) a user's
-    own loss receives unless its config says otherwise. ``per_pixel``: models must emit one output per pixel.
+    own loss receives unless its config says otherwise; ``target_formats`` all that :meth:`prepare` can give. ``per_pixel``: models must emit one output per pixel.
     ``classification``: labels are classes (class counts, class weights apply).
     """
 
@@ -37,6 +37,7 @@ class Task:
     metrics: ClassVar[Mapping[str, bool]]
     monitor: ClassVar[str]
     target_format: ClassVar[str]
+    target_formats: ClassVar[tuple[str, ...]]
     per_pixel: ClassVar[bool] = False
     classification: ClassVar[bool] = True
 

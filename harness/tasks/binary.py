@@ -29,6 +29,7 @@ class Binary(Task):
     metrics = {"pr_auc": False, "roc_auc": False, "f1": False, "recall_minority": False, "balanced_accuracy": False, "log_loss": True}
     monitor = "pr_auc"
     target_format = "binary"
+    target_formats = ("binary",)
 
     def classes_in_config(self, data_cfg: Any) -> int | None:
         return 2

@@ -34,6 +34,7 @@ class Multiclass(Task):
     metrics = {"accuracy": False, "macro_f1": False, "nll": True, "ece": True}
     monitor = "accuracy"
     target_format = "index"
+    target_formats = ("index", "one_hot")
 
     def num_outputs(self, spec: Any, num_classes: int | None) -> int:
         assert num_classes is not None

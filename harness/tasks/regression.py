@@ -17,6 +17,7 @@ class Regression(Task):
     metrics = {"rmse": True, "mae": True, "coef_error": True, "bias_error": True}
     monitor = "rmse"
     target_format = "float"
+    target_formats = ("float",)
     classification = False
 
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:

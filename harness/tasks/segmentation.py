@@ -25,6 +25,7 @@ class Segmentation(Task):
     metrics = {"miou": False, "dice": False, "pixel_accuracy": False}
     monitor = "miou"
     target_format = "mask"
+    target_formats = ("mask", "binary", "index", "one_hot")
     per_pixel = True
 
     def num_outputs(self, spec: Any, num_classes: int | None) -> int:
@@ -34,7 +35,7 @@ class Segmentation(Task):
     def incompatibility(self, spec: Any, num_classes: int | None) -> str | None:
         reason = super().incompatibility(spec, num_classes)
         if reason is None and spec.target == "binary" and num_classes is not None and num_classes != 2:
-            return f"it takes binary masks and this data has {num_classes} classes (set data.num_classes=2)"
+            return f"it takes binary masks and this data has {num_classes} classes (binary masks have 2)"
         return reason
 
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,8 @@ class SquaredError(nn.Module):
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__()
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
         self.scale = scale
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
