@@ -17,7 +17,6 @@ CUDA used to crash at its end, in the reliability plot.
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +25,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from benchmarks.gpu import count_syncs
 from fixtures import write_idx_dataset
 from harness.__main__ import CONF_DIR
 from harness.run import execute
@@ -128,17 +128,8 @@ def test_auto_device_picks_cuda(runner):
 
 
 def _count_syncs(fn) -> tuple[int, Counter]:
-    """Synchronizing CUDA operations during ``fn()`` (``set_sync_debug_mode("warn")``), and their source lines."""
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
-    return len(syncs), Counter(f"{Path(w.filename).name}:{w.lineno}" for w in syncs)
+    """Synchronizing CUDA operations during ``fn()`` and their source lines (the GPU check's own counter)."""
+    return count_syncs(fn, "cuda")
 
 
 def test_sync_counting_sees_a_sync():

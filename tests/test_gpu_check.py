@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks import gpu
 
-from benchmarks import gpu  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 MNIST = gpu.mnist_available()
 
