@@ -107,8 +107,22 @@ def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> 
     return search(client, found.experiment_id, parent)
 
 
+def runs_of_metric(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The runs of the tasks that log ``metric`` (``test/rmse``: regression runs), failed ones included; runs of
+    other tasks sharing the experiment are not part of its table."""
+    from . import tasks
+
+    name = metric.rpartition("/")[2]
+    owners = [t for t in tasks.available() if name in tasks.get(t).metrics]
+    if not owners or "tags.task" not in runs.columns:
+        return runs
+    return runs[runs["tags.task"].isna() | runs["tags.task"].isin(owners)]
+
+
 def summarise(runs: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
-    """One row per ``by`` combination: mean, std, n (finished runs with the metric), failed (other runs)."""
+    """One row per ``by`` combination of the runs of ``metric``'s task: mean, std, n (finished runs with the metric),
+    failed (the other runs)."""
+    runs = runs_of_metric(runs, metric)
     keys = [column(runs, k) for k in by]
     metric_col = f"metrics.{metric}"
     if metric_col not in runs.columns:

@@ -47,6 +47,15 @@ def test_compare_by_a_config_key_and_higher_is_better(make_cfg, store, tmp_path)
     assert not compare.lower_is_better("test/accuracy") and compare.lower_is_better("test/ece")
 
 
+def test_runs_of_another_task_in_the_experiment_are_not_counted_as_failed(make_cfg, store, tmp_path):
+    execute(make_cfg("loss=mae", "trainer.epochs=5"))
+    execute(make_cfg("data=imbalanced", "loss=bce", "trainer.epochs=2"))  # FINISHED, but has no test/rmse
+    out = tmp_path / "cmp"
+    compare.main(["--experiment", "loss-harness", "--tracking-uri", store, "--metric", "test/rmse", "--out", str(out)])
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["loss"]) == ["mae"] and list(table["failed"]) == [0] and list(table["n"]) == [1]
+
+
 def test_reproduce_matches_exactly_and_detects_a_difference(make_cfg, store, capsys):
     original = execute(make_cfg("loss=huber", "model=mlp", "trainer.epochs=5", "seed=2"))
     assert reproduce.main([original.run_id, "--tracking-uri", store]) == 0
