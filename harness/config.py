@@ -19,7 +19,6 @@ import losses
 
 from . import models, optim, tasks
 from .data import DataBundle, get_dataset
-from .data.table import TABLE_TASKS
 from .errors import ConfigError
 from .loss_config import loss_name, loss_params, loss_spec, target_of
 from .user_code import import_modules, import_object
@@ -120,7 +119,6 @@ RULES: dict[str, Rule] = {
     "data.download": _choice(True, False),
     "data.image_size": Rule("an integer >= 8 divisible by 4", lambda v: _int(8).ok(v) and v % 4 == 0),
     "data.num_classes": Rule("null (read from the data) or an integer >= 2", lambda v: v is None or _int(2).ok(v)),
-    "data.task": _choice(*TABLE_TASKS),
     "data.channels": _choice(1, 3),
     "data.standardize_target": _choice(True, False),
     "data.shapes_per_image": _int(1),
@@ -171,6 +169,21 @@ def _check_class_weights(cfg: DictConfig, classes: int | None) -> None:
         raise ConfigError(f"data.class_weights has {len(weights)} values but data={cfg.data.name} has {classes} classes")
 
 
+def _check_model(cfg: DictConfig, task: tasks.Task, input_shape: tuple[int, ...] | None) -> None:
+    """:class:`ConfigError` for a built-in model that cannot serve ``task`` (on inputs of ``input_shape``, once the
+    data is built), or a user's ``model._target_`` that does not import."""
+    try:
+        spec = models.model_spec(cfg.model)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if spec is None:
+        import_object(models.target_of(cfg.model), "model._target_")
+        return
+    reason = task.model_incompatibility(spec, input_shape)
+    if reason:
+        raise ConfigError(f"model={spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first key whose value cannot work, for a loss or model that does not fit
     the task, or for class weights of the wrong length, before anything is built."""
@@ -185,12 +198,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(err)) from None
     if problem:
         raise ConfigError(problem)
-    try:
-        model_spec = models.model_spec(cfg.model)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if model_spec is None:
-        import_object(models.target_of(cfg.model), "model._target_")
     task = task_of(cfg)
     spec = loss_spec(cfg)
     if not target_of(cfg):
@@ -205,10 +212,7 @@ def validate(cfg: DictConfig) -> None:
         )
     classes = num_classes_of(cfg)
     check_compatible(spec, cfg, classes)
-    if model_spec is not None:
-        reason = task.model_incompatibility(model_spec, None)
-        if reason:
-            raise ConfigError(f"model={model_spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}")
+    _check_model(cfg, task, None)
     if not task.classification and cfg.data.get("class_weights") is not None:
         raise ConfigError(f"data.class_weights applies to classification data, not data={cfg.data.name}")
     _check_class_weights(cfg, classes)
@@ -222,11 +226,7 @@ def validate_data(cfg: DictConfig, data: DataBundle) -> None:
     task = task_of(cfg)
     spec = loss_spec(cfg)
     check_compatible(spec, cfg, data.num_classes)
-    model_spec = models.model_spec(cfg.model)
-    if model_spec is not None:
-        reason = task.model_incompatibility(model_spec, data.input_shape)
-        if reason:
-            raise ConfigError(f"model={model_spec.name} does not fit data={cfg.data.name} (task '{task.name}'): {reason}")
+    _check_model(cfg, task, data.input_shape)
     _check_class_weights(cfg, data.num_classes)
     if spec.target_min is not None and not task.classification:
         if "target_scale" in data.info:

@@ -25,10 +25,10 @@ Builder = Callable[[DictConfig, tuple[int, ...], int], nn.Module]
 @dataclass(frozen=True)
 class ModelSpec:
     """``per_pixel``: emits one output per pixel (segmentation). ``input_rank``: the input rank it needs (3 for
-    ``(C, H, W)`` images), ``None`` for any. ``build``: ``None`` for a user's ``_target_`` model."""
+    ``(C, H, W)`` images), ``None`` for any."""
 
     name: str
-    build: Builder | None
+    build: Builder
     per_pixel: bool = False
     input_rank: int | None = None
     input_kind: str = ""
@@ -93,7 +93,7 @@ def build_model(cfg: DictConfig, data: Any, outputs: int) -> nn.Module:
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model._target_={target}: its arguments {kwargs} do not fit: {type(err).__name__}: {one_line(err)}") from None
     spec = model_spec(cfg)
-    assert spec is not None and spec.build is not None
+    assert spec is not None
     return spec.build(cfg, tuple(input_shape), outputs)
 
 

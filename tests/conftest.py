@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,16 @@ from omegaconf import DictConfig
 from harness.__main__ import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def harness_cli(cwd: Path, *args: str, pythonpath: Path | None = None, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m harness ARGS`` in ``cwd`` as a user would run it: without this environment's tracking URI, Hydra's
+    full-error switch or a sweep's parent id; ``pythonpath`` for a user's package."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "HARNESS_PARENT_RUN_ID")}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
 
 
 @pytest.fixture

@@ -4,25 +4,21 @@ real CLI and a real SQLite store; and the provenance of what each run trained on
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
+from conftest import REPO, harness_cli
 from fixtures import write_idx_dataset
 
 USER = REPO / "tests" / "user_pkg"
 FAST = ["trainer.epochs=10", "trainer.progress=false", "tracking.log_plots=false"]
 
 
-def cli(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = str(USER)
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return harness_cli(cwd, *args, pythonpath=USER)
 
 
 def runs(cwd: Path, experiment: str = "loss-harness") -> list:

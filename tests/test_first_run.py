@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, harness_cli
 
 FAST = ["trainer.epochs=3", "tracking.log_plots=false"]
 
 
-def cli(cwd: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180, **kwargs)
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return harness_cli(cwd, *args, timeout=180)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.config import RULES
 from harness.criterion import build_criterion
 from harness.data import DataError, build_data
 from harness.run import execute, main_job
@@ -126,9 +125,7 @@ def _image_folder_run(cwd: Path) -> list[str]:
 
 def _mask_folder_run(cwd: Path) -> list[str]:
     write_pairs(cwd / "pairs")
-    # data.num_classes=null (the default) needs RULES["data.num_classes"] to allow null; until it does, say 2
-    declared = [] if RULES["data.num_classes"].ok(None) else ["data.num_classes=2"]
-    return ["data=mask_folder", "data.images=pairs/images", "data.masks=pairs/masks", *declared, "trainer.epochs=5",
+    return ["data=mask_folder", "data.images=pairs/images", "data.masks=pairs/masks", "trainer.epochs=5",
             "trainer.batch_size=4"]
 
 
@@ -226,7 +223,8 @@ def test_table_binary_string_labels_stratified_with_balanced_weights(make_cfg, t
     criterion = build_criterion(cfg, "binary", 2, data.class_counts())
     assert criterion.weights == pytest.approx([140 / (2 * 98), 140 / (2 * 42)])
     result = execute(cfg)  # the whole run in-process, weights and all
-    assert result.status == "FINISHED" and 0.0 <= result.test["roc_auc"] <= 1.0
+    # positives are shifted by one sd in x: the population ROC-AUC is Phi(1/sqrt(2)) = 0.76; chance is 0.5
+    assert result.status == "FINISHED" and result.test["roc_auc"] > 0.6
 
 
 def test_table_multiclass_numeric_labels_and_feature_subset(make_cfg, tmp_path):

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ..user_code import one_line
 from .bundle import DataBundle, DataError, Split
 from .registry import register_dataset
-from .table import one_line, required, resolve_path, show_list, split_indices
+from .table import required, resolve_path, show_list, split_indices
 
 MASK_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L")
 
@@ -77,11 +78,25 @@ def _to_tensor(size: int, channels: int) -> Callable[[Any], torch.Tensor]:
     ])
 
 
-def _normalise(x: torch.Tensor, train_idx: torch.Tensor) -> tuple[torch.Tensor, list[float], list[float]]:
-    """``x`` standardised per channel with the mean and std of its training rows."""
+def _bundle(name: str, task: str, x: torch.Tensor, y: torch.Tensor, parts: list, num_classes: int,
+            info: dict[str, Any], source: str) -> DataBundle:
+    """Train/val/test bundle of images ``x`` (standardised per channel with the mean and std of the training rows,
+    recorded in ``info``) and labels ``y``, split by the index arrays ``parts``."""
+    train_idx, val_idx, test_idx = (torch.from_numpy(p) for p in parts)
     train = x[train_idx]
     mean, std = train.mean((0, 2, 3), keepdim=True), train.std((0, 2, 3), keepdim=True) + 1e-6
-    return (x - mean) / std, mean.flatten().tolist(), std.flatten().tolist()
+    x = (x - mean) / std
+    return DataBundle(
+        name=name,
+        task=task,
+        train=Split(x[train_idx], y[train_idx]),
+        val=Split(x[val_idx], y[val_idx]),
+        test=Split(x[test_idx], y[test_idx]),
+        input_shape=tuple(x.shape[1:]),
+        num_classes=num_classes,
+        info={**info, "mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
+        source=source,
+    )
 
 
 def _class_folders(root: Path) -> list[str]:
@@ -139,19 +154,9 @@ def make_image_folder(cfg: DictConfig, seed: int) -> DataBundle:
             raise DataError(f"data.root: cannot read image {path} ({_why(err)})") from None
     x = torch.stack(images)
     y = torch.tensor(dataset.targets, dtype=torch.long)
-    parts = [torch.from_numpy(p) for p in split_indices(len(y), cfg.val_fraction, cfg.test_fraction, seed, labels=y.numpy())]
-    x, mean, std = _normalise(x, parts[0])
-    return DataBundle(
-        name="image_folder",
-        task="multiclass",
-        train=Split(x[parts[0]], y[parts[0]]),
-        val=Split(x[parts[1]], y[parts[1]]),
-        test=Split(x[parts[2]], y[parts[2]]),
-        input_shape=(channels, size, size),
-        num_classes=len(classes),
-        info={"classes": classes, "mean": mean, "std": std},
-        source=f"torchvision.datasets.ImageFolder at {root}",
-    )
+    parts = split_indices(len(y), cfg.val_fraction, cfg.test_fraction, seed, labels=y.numpy())
+    return _bundle("image_folder", "multiclass", x, y, parts, len(classes), {"classes": classes},
+                   f"torchvision.datasets.ImageFolder at {root}")
 
 
 def _by_stem(folder: Path, key: str) -> dict[str, Path]:
@@ -240,16 +245,6 @@ def make_mask_folder(cfg: DictConfig, seed: int) -> DataBundle:
                 f"data.num_classes={num_classes} but mask {masks[worst].name} holds class {highest}; mask values must be "
                 f"0..{num_classes - 1} (or leave data.num_classes=null to read it from the masks)"
             )
-    parts = [torch.from_numpy(p) for p in split_indices(len(x), cfg.val_fraction, cfg.test_fraction, seed)]
-    x, mean, std = _normalise(x, parts[0])
-    return DataBundle(
-        name="mask_folder",
-        task="segmentation",
-        train=Split(x[parts[0]], y[parts[0]]),
-        val=Split(x[parts[1]], y[parts[1]]),
-        test=Split(x[parts[2]], y[parts[2]]),
-        input_shape=(channels, size, size),
-        num_classes=num_classes,
-        info={"stems": list(images), "unpaired_masks": len(set(masks) - set(images)), "mean": mean, "std": std},
-        source=f"images {image_dir}, masks {mask_dir}",
-    )
+    parts = split_indices(len(x), cfg.val_fraction, cfg.test_fraction, seed)
+    info = {"stems": list(images), "unpaired_masks": len(set(masks) - set(images))}
+    return _bundle("mask_folder", "segmentation", x, y, parts, num_classes, info, f"images {image_dir}, masks {mask_dir}")

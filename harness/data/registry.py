@@ -27,7 +27,6 @@ class DatasetSpec:
     name: str
     builder: Builder
     task: str | None  # None: the config's data.task says
-    summary: str = ""
     limits: Callable[[DictConfig], str | None] | None = None
 
     def check(self, cfg: DictConfig) -> str | None:
@@ -48,15 +47,14 @@ _DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(
-    name: str, *, task: str | None, summary: str = "", limits: Callable[[DictConfig], str | None] | None = None
+    name: str, *, task: str | None, limits: Callable[[DictConfig], str | None] | None = None
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` as dataset ``name`` (``data.name``) posing ``task``; ``limits(cfg)`` says
     what this dataset cannot do with a config (one line naming the key and what is allowed), checked before any
     data is built."""
 
     def decorate(builder: Builder) -> Builder:
-        summary_ = summary or (builder.__doc__ or "").strip().split("\n")[0]
-        _DATASETS[name] = DatasetSpec(name, builder, task, summary_, limits)
+        _DATASETS[name] = DatasetSpec(name, builder, task, limits)
         return builder
 
     return decorate

@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import tasks
+from ..user_code import one_line
 from .bundle import DataBundle, DataError, Split
 from .registry import register_dataset
 
@@ -31,11 +32,6 @@ READERS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json",
 COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")  # pandas infers these for the text formats
 TABLE_TASKS = ("regression", "binary", "multiclass")
 MIN_PER_CLASS = 3  # one example of each class in each of train, val and test
-
-
-def one_line(text: object) -> str:
-    """``text`` with its whitespace (newlines included) collapsed, for one-line error messages."""
-    return " ".join(str(text).split())
 
 
 def show_list(items: Sequence[Any], limit: int = 20) -> str:
@@ -236,7 +232,14 @@ def _encoder(numeric: list[str], categorical: list[str]):
     return ColumnTransformer(steps, sparse_threshold=0.0)
 
 
-@register_dataset("table", task=None)
+def _table_limits(cfg: DictConfig) -> str | None:
+    task = cfg.get("task")
+    if task not in TABLE_TASKS:
+        return f"data.task={task!r} is not allowed: data.task must be one of {list(TABLE_TASKS)}"
+    return None
+
+
+@register_dataset("table", task=None, limits=_table_limits)
 def make_table(cfg: DictConfig, seed: int) -> DataBundle:
     """A CSV/TSV/Parquet/JSON file through pandas: numeric columns standardised, categorical ones one-hot encoded
     (fitted on the training split), for regression, binary or multiclass (``data.task``)."""
