@@ -84,6 +84,14 @@ def reference_lovasz(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.stack(losses_).mean()
 
 
+def reference_generalized_dice(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sudre et al.'s GDL with ``1 / G**2`` weights over the batch (every class present in the benchmark's masks)."""
+    p, g = _probs_one_hot(x, y)
+    inter, total, gsum = (p * g).sum((0, 2, 3)), (p + g).sum((0, 2, 3)), g.sum((0, 2, 3))
+    w = 1.0 / gsum**2
+    return 1 - (2 * (w * inter).sum() + 1e-5) / ((w * total).sum() + 1e-5)
+
+
 def reference_softmax_focal(x: torch.Tensor, y: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
     """The usual hand-written softmax focal loss: ``p_t = exp(-ce)``, ``alpha (1 - p_t)**gamma ce``."""
     ce = F.cross_entropy(x, y, reduction="none")
@@ -157,6 +165,7 @@ def cases(device: str) -> list[tuple[str, str, Callable, Callable, tuple]]:
     onehot1k = F.one_hot(y1k, 1000).float()
     mb, tb = t(8, 1, 256, 256), torch.randint(0, 2, (8, 1, 256, 256), generator=g).float().to(device)
     m21, t21 = t(8, 21, 128, 128), torch.randint(0, 21, (8, 128, 128), generator=g).to(device)
+    big, tbig = t(16, 21, 256, 256), torch.randint(0, 21, (16, 256, 256), generator=g).to(device)
     learned_barron = losses.get("barron_adaptive", alpha=0.7, scale=1.3).to(device)
     R, B, M, S, A = losses.regression, losses.binary, losses.multiclass, losses.segmentation, losses.adversarial
     keras_hinge = lambda a, b: torch.clamp(1 - (2 * b - 1) * a, min=0)  # noqa: E731
@@ -195,12 +204,15 @@ def cases(device: str) -> list[tuple[str, str, Callable, Callable, tuple]]:
         ("generalized_ce 4096x1000", "Zhang & Sabuncu's GCE", M.generalized_ce, reference_gce, (z1k, y1k)),
         ("symmetric_ce 4096x1000", "Wang et al.'s SCELoss", lambda a, b: M.symmetric_ce(a, b, log_zero=math.log(1e-4)), reference_sce, (z1k, y1k)),
         ("dice 8x1x256x256", "textbook soft Dice", S.dice, reference_dice, (mb, tb)),
+        ("dice 8x1x256x256, check_target=False", "textbook soft Dice", lambda a, b: S.dice(a, b, check_target=False), reference_dice, (mb, tb)),
         ("dice 8x21x128x128", "textbook soft Dice", S.dice, reference_dice, (m21, t21)),
         ("jaccard 8x21x128x128", "textbook soft IoU", S.jaccard, reference_jaccard, (m21, t21)),
         ("tversky 8x21x128x128", "textbook Tversky", S.tversky, lambda a, b: (1 - reference_tversky_index(a, b)).mean(), (m21, t21)),
         ("focal_tversky 8x21x128x128", "textbook focal Tversky", S.focal_tversky, lambda a, b: ((1 - reference_tversky_index(a, b)) ** 0.75).mean(), (m21, t21)),
         ("lovasz 8x1x256x256", "Berman et al.'s lovasz_hinge", S.lovasz, reference_lovasz, (mb, tb)),
         ("lovasz 8x21x128x128", "Berman et al.'s lovasz_softmax", S.lovasz, reference_lovasz, (m21, t21)),
+        ("lovasz 16x21x256x256", "Berman et al.'s lovasz_softmax (our loop before round 2)", S.lovasz, reference_lovasz, (big, tbig)),
+        ("generalized_dice 8x21x128x128", "Sudre et al.'s GDL, 1/G^2", S.generalized_dice, reference_generalized_dice, (m21, t21)),
         ("dice_bce 8x1x256x256", "textbook Dice + F.bce_with_logits", S.dice_bce, lambda a, b: reference_dice(a, b) + F.binary_cross_entropy_with_logits(a, b), (mb, tb)),
         ("dice_ce 8x21x128x128", "textbook Dice + F.cross_entropy", S.dice_ce, lambda a, b: reference_dice(a, b) + F.cross_entropy(a, b), (m21, t21)),
         ("ce 8x21x128x128", "F.cross_entropy", M.ce, F.cross_entropy, (m21, t21)),

@@ -82,8 +82,8 @@ def build_criterion(cfg: DictConfig, task: str | tasks.Task, num_classes: int | 
     """The configured loss for ``task``, with class weights from ``counts`` in the form the loss takes."""
     task = tasks.get(task) if isinstance(task, str) else task
     spec = loss_spec(cfg)
-    params = loss_params(cfg)
     outputs = task.num_outputs(spec, num_classes)
+    params = {**task.loss_settings(spec, outputs), **loss_params(cfg)}
     setting = cfg.data.get("class_weights")
     if isinstance(setting, (list, tuple)) or OmegaConf.is_list(setting):
         setting = list(setting)
@@ -95,9 +95,9 @@ def build_criterion(cfg: DictConfig, task: str | tasks.Task, num_classes: int | 
             if "weight" not in spec.params:
                 raise ConfigError(f"loss={spec.name} takes no class weights; set data.class_weights=null")
             params["weight"], form = w, "weight"
-        elif "pos_weight" in spec.params:
+        elif spec.binary_weight == "pos_weight":
             params["pos_weight"], form = w[1] / w[0], "pos_weight"
-        elif spec.name == "focal":
+        elif spec.binary_weight == "alpha":
             params["alpha"], form = float(w[1] / (w[0] + w[1])), "alpha"
         elif "weight" in spec.params and spec.target != "mask":
             sample_weights, form = w, "per-example weight"

@@ -76,6 +76,11 @@ class UserLossSpec(LossSpec):
             items = items[2:]
         return {n: p.default for n, p in items if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.binary_weight is None and "pos_weight" in self.params:  # torch's BCEWithLogitsLoss and its kin
+            object.__setattr__(self, "binary_weight", "pos_weight")
+
 
 def user_spec(cfg: DictConfig, task: str, default_target: str) -> LossSpec:
     """A spec for the user's ``loss._target_``: it serves ``loss.task`` (default ``task``) with target format

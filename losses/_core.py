@@ -101,7 +101,8 @@ class LossSpec:
     arguments of every call of ``fn`` and by :meth:`check_params` (so by :func:`get`). ``module_constraints``: where
     the module's argument means something narrower than the function's (``barron_adaptive``: the starting value of a
     learned ``alpha``), the stricter constraint :meth:`check_params` uses instead. ``target_min``: the smallest target
-    value the loss is defined for (0 for count and log losses), if any. ``fn`` is the public, checking function;
+    value the loss is defined for (0 for count and log losses), if any. ``binary_weight``: the argument that takes
+    binary class weights (``pos_weight = w1 / w0``, or ``alpha = w1 / (w0 + w1)``), if the loss has one. ``fn`` is the public, checking function;
     ``body`` the function as written (``fn`` itself for a loss without constraints), which the module calls with
     its already-checked arguments.
     """
@@ -116,6 +117,7 @@ class LossSpec:
     aliases: tuple[str, ...] = ()
     summary: str = ""
     target_min: float | None = None
+    binary_weight: str | None = None
     module_constraints: Mapping[str, Constraint] = field(default_factory=dict)
     body: Callable[..., Tensor] | None = None
 
@@ -209,6 +211,7 @@ def register(
     constraints: Mapping[str, Constraint] | None = None,
     aliases: tuple[str, ...] = (),
     target_min: float | None = None,
+    binary_weight: str | None = None,
     base: type[Loss] = Loss,
     parts: tuple[Callable[..., Tensor], ...] = (),
     module_constraints: Mapping[str, Constraint] | None = None,
@@ -220,7 +223,7 @@ def register(
     the body runs (only the arguments passed: the defaults are checked once, here); a loss without constraints is
     returned as it is. ``parts``: the registered losses a compound loss is made of; an argument of the compound
     named like a constrained argument of a part inherits that constraint (unless ``constraints`` names it).
-    ``module_constraints``: see :class:`LossSpec`. A constraint naming no keyword argument of ``fn``, or a default
+    ``module_constraints``, ``binary_weight`` (default ``pos_weight`` where ``fn`` has it): see :class:`LossSpec`. A constraint naming no keyword argument of ``fn``, or a default
     that breaks its constraint, is refused here.
     """
     bad = [t for t in tasks if t not in TASKS]
@@ -264,6 +267,7 @@ def register(
             aliases=tuple(aliases),
             summary=doc.splitlines()[0] if doc else "",
             target_min=target_min,
+            binary_weight=binary_weight if binary_weight is not None else ("pos_weight" if "pos_weight" in keyword else None),
             module_constraints=narrower,
             body=fn,
         )

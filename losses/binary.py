@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, check_reduction, check_same_shape, focal_factor, in_range, non_negative, optional, reduce, register
+from ._core import as_float, check_reduction, check_same_shape, focal_factor, in_range, non_negative, optional, or_tensor, positive, reduce, register
 
 _EPS = 1e-7
 _BIN = dict(tasks=("binary", "segmentation"), input="logits", target="binary")
@@ -29,12 +29,25 @@ def _prepare(name: str, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return input, target.to(input.dtype)
 
 
+def _ignore(target: Tensor, weight: Tensor | None, ignore_index: int | None) -> tuple[Tensor, Tensor | None]:
+    """Targets with ``ignore_index`` entries set to 0, and the weights that leave them out (0 there)."""
+    if ignore_index is None:
+        return target, weight
+    keep = target != ignore_index
+    target = torch.where(keep, target, torch.zeros_like(target))
+    keep = keep.to(target.dtype)
+    return target, keep if weight is None else keep * weight.to(target.dtype)
+
+
 def _smooth(target: Tensor, label_smoothing: float) -> Tensor:
     """Keras binary label smoothing: ``y * (1 - s) + 0.5 * s``."""
     return target * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else target
 
 
-@register("bce", aliases=("binary_crossentropy",), constraints={"label_smoothing": in_range(0.0, 1.0)}, **_BIN)
+_POS_WEIGHT = optional(or_tensor(positive()))
+
+
+@register("bce", aliases=("binary_crossentropy",), constraints={"label_smoothing": in_range(0.0, 1.0), "pos_weight": _POS_WEIGHT}, **_BIN)
 def bce(
     input: Tensor,
     target: Tensor,
@@ -43,14 +56,17 @@ def bce(
     pos_weight: Tensor | float | None = None,
     label_smoothing: float = 0.0,
     weight: Tensor | None = None,
+    ignore_index: int | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """Binary cross-entropy ``-[w_p y log p + (1 - y) log(1 - p)]`` with ``p = sigmoid(input)``.
 
     ``pos_weight`` (``w_p``) scales the positive term as in ``torch.nn.BCEWithLogitsLoss`` (``n_neg / n_pos``
-    balances the classes). ``label_smoothing`` follows Keras: targets become ``y (1 - s) + 0.5 s``.
+    balances the classes). ``label_smoothing`` follows Keras: targets become ``y (1 - s) + 0.5 s``. ``ignore_index``:
+    elements whose target equals it are left out (the mean is over the others), as on masks with a void label.
     """
     input, target = _prepare("bce", input, target)
+    target, weight = _ignore(target, weight, ignore_index)
     target = _smooth(target, label_smoothing)
     if isinstance(pos_weight, (int, float)):
         pos_weight = torch.tensor(float(pos_weight), dtype=input.dtype, device=input.device)
@@ -70,7 +86,8 @@ def bce(
 @register(
     "focal",
     aliases=("binary_focal", "sigmoid_focal"),
-    constraints={"gamma": non_negative(), "alpha": optional(in_range(0.0, 1.0)), "label_smoothing": in_range(0.0, 1.0)},
+    constraints={"gamma": non_negative(), "alpha": optional(in_range(0.0, 1.0)), "label_smoothing": in_range(0.0, 1.0), "pos_weight": _POS_WEIGHT},
+    binary_weight="alpha",  # class weights as Lin et al.'s alpha, not pos_weight
     **_BIN,
 )
 def focal(
@@ -80,8 +97,10 @@ def focal(
     alpha: float | None = 0.25,
     gamma: float = 2.0,
     from_logits: bool = True,
+    pos_weight: Tensor | float | None = None,
     label_smoothing: float = 0.0,
     weight: Tensor | None = None,
+    ignore_index: int | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """Binary focal loss (Lin et al. 2017): ``-alpha_t (1 - p_t)**gamma log(p_t)``.
@@ -91,16 +110,23 @@ def focal(
     0.25, the paper's choice with ``gamma = 2``); ``alpha=None`` applies no class weighting, which is Keras's
     ``BinaryFocalCrossentropy`` default (``apply_class_balancing=False``). The cross-entropy factor is computed
     from logits (log-sum-exp); ``1 - p_t`` is floored at 1e-12 before the power, so loss and gradients stay finite
-    for saturated logits and for ``gamma < 1``.
+    for saturated logits and for ``gamma < 1``. Side by side: torchvision's ``alpha=0.25`` default and ``alpha < 0``
+    for none; smp ``FocalLoss`` ``alpha=None`` for none (its default) and ``alpha`` weighting positives, as ours;
+    MONAI ``FocalLoss`` ``alpha=None`` (default) or ``alpha`` for positives. ``pos_weight`` scales the positive term
+    as in ``bce`` (on top of ``alpha``); ``ignore_index`` leaves out elements whose target equals it.
     """
     input, target = _prepare("focal", input, target)
+    target, weight = _ignore(target, weight, ignore_index)
     target = _smooth(target, label_smoothing)
+    if isinstance(pos_weight, (int, float)):
+        pos_weight = torch.tensor(float(pos_weight), dtype=input.dtype, device=input.device)
     if from_logits:
         p = torch.sigmoid(input)
-        ce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+        ce = F.binary_cross_entropy_with_logits(input, target, pos_weight=pos_weight, reduction="none")
     else:
         p = input.clamp(_EPS, 1.0 - _EPS)
-        ce = -(target * torch.log(p) + (1.0 - target) * torch.log1p(-p))
+        pos = target * torch.log(p) if pos_weight is None else pos_weight * target * torch.log(p)
+        ce = -(pos + (1.0 - target) * torch.log1p(-p))
     loss = focal_factor(p + target - 2.0 * p * target, gamma) * ce if gamma else ce  # 1 - p_t = y(1-p) + (1-y)p
     if alpha is not None:
         loss = (alpha * target + (1.0 - alpha) * (1.0 - target)) * loss

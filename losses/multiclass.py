@@ -220,8 +220,10 @@ def multi_margin(
 def kl_div(input: Tensor, target: Tensor, *, from_logits: bool = True, reduction: str = "mean") -> Tensor:
     """KL divergence ``sum_c y_c (log y_c - log p_c)`` of the predicted distribution from the target one.
 
-    Per example summed over classes, then averaged (``torch``'s ``batchmean``, Keras ``KLDivergence``); ``0 log 0 =
-    0``. ``from_logits=False`` follows Keras: both distributions clipped to ``[1e-7, 1]``.
+    Summed over the class axis (dim 1), then averaged over every other position: for ``(N, C)`` inputs that is
+    ``torch``'s ``batchmean`` (sum / N); for ``(N, C, d...)`` it is sum / (N * d...), Keras ``KLDivergence``'s mean
+    over examples and positions (``batchmean`` would divide by N only). ``0 log 0 = 0``. ``from_logits=False``
+    follows Keras: both distributions clipped to ``[1e-7, 1]``.
     """
     _check_one_hot_target("kl_div", input, target)
     y = target.to(as_float(input).dtype)

@@ -1,144 +1,180 @@
-"""Segmentation (region) losses on masks.
+"""Segmentation (region) losses on masks: Dice, Jaccard, Tversky, focal Tversky, generalized Dice and the compounds.
 
-Two modes, told apart by shapes, never by values:
-- binary: ``input`` ``(N, 1, H, W)`` logits (or ``(N, H, W)``) and a {0, 1} ``target`` of the same shape (or
-  ``(N, H, W)`` for a ``(N, 1, H, W)`` input); the foreground probability is ``sigmoid(input)``.
-- multiclass: ``input`` ``(N, C, H, W)`` logits with ``C > 1`` and a ``target`` of integer class indices ``(N, H, W)``
-  (``ignore_index`` pixels are left out) or a float one-hot ``(N, C, H, W)``; probabilities are ``softmax`` over C.
-Any number of spatial dimensions works. ``from_logits=False`` takes probabilities.
+Modes, ``ignore_index`` and the target check are :mod:`losses._masks`'s: ``mode='binary' | 'multiclass' |
+'multilabel'`` (inferred where the shapes are unambiguous), any number of spatial dimensions, ``from_logits=False``
+takes probabilities.
 
-Soft counts per class: ``I = sum p g``, ``P = sum p``, ``G = sum g``, over the pixels of each image
-(``per_image=True``) or of the whole batch (``per_image=False``, the default: it keeps classes absent from one image
-from dominating). ``reduction='none'`` returns the per-class losses, ``(N, C)`` or ``(C,)``; ``mean``/``sum`` take
-their (``weight``-weighted) mean or sum. Empty masks: with ``smooth > 0`` an empty target predicted empty scores
-a perfect 1 (loss 0), as in MONAI with ``smooth_nr = smooth_dr``; ``smooth = 0`` leaves that case 0/0, guarded to 0.
+Soft counts per class: ``I = sum p g``, ``P = sum p``, ``G = sum g`` (``squared=True``: ``sum p**2``, ``sum g**2``),
+over the pixels of each image (``per_image=True``) or of the whole batch (``per_image=False``, the default: it keeps
+classes absent from one image from dominating). Smoothing: ``smooth`` is added to numerator and denominator;
+``smooth_nr`` / ``smooth_dr`` set them apart (MONAI's names). Averaging over classes (``average``): ``'all'`` (MONAI),
+``'present'`` (classes with ``G > 0`` in the image or batch only; smp zeroes the others and divides by all ``C``,
+which is ours with ``reduction='none'`` then ``.mean()``), or ``'micro'`` (counts pooled over classes first).
+``weight``: per-class weights (length ``C``, class 0 included even with ``include_background=False``); the weighted
+mean divides by the sum of the weights (``weight_norm='sum'``, smp) or by the number of terms (``'count'``, MONAI).
+``reduction='none'`` returns the per-class losses, ``(N, C)`` or ``(C,)`` (``(N, 1)``/``(1,)`` with ``micro``).
+Empty masks: with ``smooth > 0`` an empty target predicted empty scores a perfect 1 (loss 0), as MONAI with
+``smooth_nr = smooth_dr``; ``smooth = 0`` leaves that case 0/0, guarded to a score of 0.
+
+Compared with MONAI (``DiceLoss`` and kin): our ``per_image`` is MONAI's ``batch=False`` (MONAI's default; ours is
+the batch), ``mode='multiclass'`` is ``softmax=True, to_onehot_y=True``, ``'binary'``/``'multilabel'`` are
+``sigmoid=True``, MONAI's ``reduction='mean'`` is ours with ``weight_norm='count'``. Compared with smp: smp always
+pools the batch (our default), adds ``smooth`` to both sides (ours for Jaccard and Tversky; ``2 smooth`` for Dice,
+whose score it writes as ``(I + s) / ((P + G) / 2 + s)``) and averages as ``average='present'`` described above. ``tests/test_losses_peers.py`` checks each mapping against both libraries.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ._core import as_float, non_negative, positive, reduce, register
-from .binary import bce
-from .multiclass import ce
+from ._core import as_float, in_range, non_negative, one_of, optional, positive, register
+from ._masks import AVERAGE, MODE, WEIGHT_NORM, Masks, class_mean, counts, infer_mode, masks, micro, select_classes
+from .lovasz import lovasz  # noqa: F401  (a region loss too; its own module)
+from .binary import bce, focal
+from .multiclass import categorical_focal, ce
 
 _SEG = dict(tasks=("segmentation",), input="logits", target="mask")
-
-
-def _probs_and_one_hot(
-    name: str, input: Tensor, target: Tensor, from_logits: bool, ignore_index: int | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(p, g, x)`` of shape ``(N, C, S)``: probabilities, one-hot target and the input itself; ignored pixels
-    are zeroed in ``p`` and ``g``."""
-    x = as_float(input)
-    if x.ndim < 2:
-        x = x.unsqueeze(1)
-        target = target.unsqueeze(1) if target.ndim == 1 else target
-    if x.shape[1] == 1:  # binary: (N, 1, ...)
-        if target.shape == x.shape[:1] + x.shape[2:]:
-            target = target.unsqueeze(1)
-        if target.shape != x.shape:
-            raise ValueError(
-                f"loss '{name}': a binary input {tuple(x.shape)} needs a {{0, 1}} target of the same shape "
-                f"(or without the channel axis), got {tuple(target.shape)}"
-            )
-        p, g = (torch.sigmoid(x) if from_logits else x), target.to(x.dtype)
-    elif not target.is_floating_point() and target.shape == x.shape[:1] + x.shape[2:]:
-        p = F.softmax(x, dim=1) if from_logits else x
-        if ignore_index is None:
-            g = F.one_hot(target, x.shape[1]).movedim(-1, 1).to(p.dtype)
-        else:
-            keep = target != ignore_index
-            g = F.one_hot(torch.where(keep, target, torch.zeros_like(target)), x.shape[1]).movedim(-1, 1).to(p.dtype)
-            mask = keep.unsqueeze(1).to(p.dtype)
-            p, g = p * mask, g * mask
-    elif target.is_floating_point() and target.shape == x.shape:
-        p, g = (F.softmax(x, dim=1) if from_logits else x), target.to(x.dtype)
-    else:
-        raise ValueError(
-            f"loss '{name}': expected input (N, 1, ...) with a same-shaped {{0, 1}} target, or input (N, C, ...) "
-            f"with integer targets (N, ...) or one-hot targets (N, C, ...); got input {tuple(x.shape)} and "
-            f"{target.dtype} target {tuple(target.shape)}"
-        )
-    n, c = x.shape[:2]
-    return p.reshape(n, c, -1), g.reshape(n, c, -1), x.reshape(n, c, -1)
-
-
-def _counts(p: Tensor, g: Tensor, per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
-    dims = (2,) if per_image else (0, 2)
-    return (p * g).sum(dims), p.sum(dims), g.sum(dims)
-
-
-def _class_reduce(loss: Tensor, reduction: str, weight: Tensor | None, include_background: bool) -> Tensor:
-    if not include_background and loss.shape[-1] > 1:
-        loss = loss[..., 1:]
-        weight = None if weight is None else weight[1:]
-    return reduce(loss, reduction, None if weight is None else weight.to(loss.dtype))
+_REGION = {
+    "smooth": non_negative(),
+    "smooth_nr": optional(non_negative()),
+    "smooth_dr": optional(non_negative()),
+    "mode": MODE,
+    "average": AVERAGE,
+    "weight_norm": WEIGHT_NORM,
+}
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:
     return num / den.clamp_min(torch.finfo(num.dtype).tiny)
 
 
-@register("dice", aliases=("soft_dice",), constraints={"smooth": non_negative()}, **_SEG)
+def _smoothing(smooth: float, smooth_nr: float | None, smooth_dr: float | None) -> tuple[float, float]:
+    return (smooth if smooth_nr is None else smooth_nr), (smooth if smooth_dr is None else smooth_dr)
+
+
+def _class_weight(weight: Tensor | None, m: Masks, num_classes: int) -> Tensor | None:
+    """Per-class weights for the classes ``m`` keeps (class 0 dropped with the background)."""
+    if weight is None:
+        return None
+    weight = torch.as_tensor(weight)
+    return weight[num_classes - m.p.shape[1]:] if weight.numel() == num_classes else weight
+
+
+def _region(
+    name: str,
+    input: Tensor,
+    target: Tensor,
+    score,
+    *,
+    mode: str | None,
+    from_logits: bool,
+    per_image: bool,
+    include_background: bool,
+    average: str,
+    weight: Tensor | None,
+    weight_norm: str,
+    ignore_index: int | None,
+    check_target: bool,
+    reduction: str,
+    squared: bool = False,
+) -> Tensor:
+    """Per-class losses ``score(I, P, G)`` from the soft counts of one call, averaged over classes per ``average``."""
+    full = masks(name, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, check_target=check_target)
+    m = select_classes(full, include_background)
+    w = _class_weight(weight, m, full.p.shape[1])
+    inter, psum, gsum = counts(m, per_image, squared)
+    if average == "micro":
+        inter, psum, gsum = micro(inter, psum, gsum, weight=w)
+        w = None
+    present = gsum > 0 if average == "present" else None
+    return class_mean(score(inter, psum, gsum), reduction, weight=w, present=present, weight_norm=weight_norm)
+
+
+@register("dice", aliases=("soft_dice",), constraints=_REGION, **_SEG)
 def dice(
     input: Tensor,
     target: Tensor,
     *,
+    mode: str | None = None,
     smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
+    squared: bool = False,
     per_image: bool = False,
     log: bool = False,
     from_logits: bool = True,
     include_background: bool = True,
+    average: str = "all",
     weight: Tensor | None = None,
+    weight_norm: str = "sum",
     ignore_index: int | None = None,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """Soft Dice loss ``1 - (2 I + smooth) / (P + G + smooth)`` per class (Milletari et al. 2016, squares not used).
+    """Soft Dice loss ``1 - (2 I + smooth_nr) / (P + G + smooth_dr)`` per class (Milletari et al. 2016).
 
-    ``log=True`` gives ``-log(dice)`` (the log form of Wong et al. 2018). ``weight``: per-class weights of the
-    class mean. ``include_background=False`` drops class 0 (multiclass only).
+    ``squared=True`` uses ``P = sum p**2`` and ``G = sum g**2`` (Milletari's original; MONAI's ``squared_pred``).
+    ``log=True`` gives ``-log(dice)`` (Wong et al. 2018; smp's ``log_loss``), the score floored at 1e-7 as smp's
+    ``eps``. Compared with MONAI ``DiceLoss``: same ``smooth_nr``/``smooth_dr``. Compared with smp ``DiceLoss``:
+    it computes ``(I + s) / ((P + G) / 2 + s)``, so its ``smooth=s`` is our ``smooth=2 s`` (its default 0, ours 1).
     """
-    p, g, _ = _probs_and_one_hot("dice", input, target, from_logits, ignore_index)
-    inter, psum, gsum = _counts(p, g, per_image)
-    score = _ratio(2.0 * inter + smooth, psum + gsum + smooth)
-    loss = -torch.log(score.clamp_min(1e-7)) if log else 1.0 - score
-    return _class_reduce(loss, reduction, weight, include_background)
+    nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
+
+    def score(inter: Tensor, psum: Tensor, gsum: Tensor) -> Tensor:
+        s = _ratio(2.0 * inter + nr, psum + gsum + dr)
+        return -torch.log(s.clamp_min(1e-7)) if log else 1.0 - s
+
+    return _region(
+        "dice", input, target, score, mode=mode, from_logits=from_logits, per_image=per_image,
+        include_background=include_background, average=average, weight=weight, weight_norm=weight_norm,
+        ignore_index=ignore_index, check_target=check_target, reduction=reduction, squared=squared,
+    )
 
 
-@register("jaccard", aliases=("iou", "soft_iou"), constraints={"smooth": non_negative()}, **_SEG)
+@register("jaccard", aliases=("iou", "soft_iou"), constraints=_REGION, **_SEG)
 def jaccard(
     input: Tensor,
     target: Tensor,
     *,
+    mode: str | None = None,
     smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
+    squared: bool = False,
     per_image: bool = False,
     from_logits: bool = True,
     include_background: bool = True,
+    average: str = "all",
     weight: Tensor | None = None,
+    weight_norm: str = "sum",
     ignore_index: int | None = None,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """Soft Jaccard (IoU) loss ``1 - (I + smooth) / (P + G - I + smooth)`` per class (Rahman & Wang 2016)."""
-    p, g, _ = _probs_and_one_hot("jaccard", input, target, from_logits, ignore_index)
-    inter, psum, gsum = _counts(p, g, per_image)
-    loss = 1.0 - _ratio(inter + smooth, psum + gsum - inter + smooth)
-    return _class_reduce(loss, reduction, weight, include_background)
+    """Soft Jaccard (IoU) loss ``1 - (I + smooth_nr) / (P + G - I + smooth_dr)`` per class (Rahman & Wang 2016).
+
+    Compared with MONAI ``DiceLoss(jaccard=True)``: it computes ``(2 I + nr) / (2 (P + G - I) + dr)``, so ours with
+    ``smooth_nr = nr / 2`` and ``smooth_dr = dr / 2``. Compared with smp ``JaccardLoss``: its ``smooth`` is ours.
+    """
+    nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
+    return _region(
+        "jaccard", input, target, lambda i, p, g: 1.0 - _ratio(i + nr, p + g - i + dr), mode=mode,
+        from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
+        weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+        reduction=reduction, squared=squared,
+    )
 
 
-def _tversky_index(
-    name: str, input: Tensor, target: Tensor, alpha: float, beta: float, smooth: float, per_image: bool,
-    from_logits: bool, ignore_index: int | None,
-) -> Tensor:
-    p, g, _ = _probs_and_one_hot(name, input, target, from_logits, ignore_index)
-    inter, psum, gsum = _counts(p, g, per_image)
-    fp, fn = psum - inter, gsum - inter
-    return _ratio(inter + smooth, inter + alpha * fp + beta * fn + smooth)
+_TV = {**_REGION, "alpha": non_negative(), "beta": non_negative()}
 
 
-_TV = {"alpha": non_negative(), "beta": non_negative(), "smooth": non_negative()}
+def _tversky_score(alpha: float, beta: float, nr: float, dr: float):
+    def score(inter: Tensor, psum: Tensor, gsum: Tensor) -> Tensor:
+        fp, fn = psum - inter, gsum - inter
+        return _ratio(inter + nr, inter + alpha * fp + beta * fn + dr)
+
+    return score
 
 
 @register("tversky", constraints=_TV, **_SEG)
@@ -146,23 +182,35 @@ def tversky(
     input: Tensor,
     target: Tensor,
     *,
+    mode: str | None = None,
     alpha: float = 0.3,
     beta: float = 0.7,
     smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
     per_image: bool = False,
     from_logits: bool = True,
     include_background: bool = True,
+    average: str = "all",
     weight: Tensor | None = None,
+    weight_norm: str = "sum",
     ignore_index: int | None = None,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """Tversky loss ``1 - (I + s) / (I + alpha FP + beta FN + s)`` (Salehi et al. 2017).
+    """Tversky loss ``1 - (I + nr) / (I + alpha FP + beta FN + dr)`` (Salehi et al. 2017).
 
-    Convention: ``alpha`` weighs false positives and ``beta`` false negatives, as in the paper (defaults 0.3/0.7
-    favour recall); ``alpha = beta = 0.5`` is Dice, ``alpha = beta = 1`` is Jaccard.
+    Convention: ``alpha`` weighs false positives and ``beta`` false negatives, as in the paper, MONAI and smp
+    (defaults 0.3/0.7 favour recall; MONAI's and smp's are 0.5/0.5); ``alpha = beta = 0.5`` is Dice,
+    ``alpha = beta = 1`` is Jaccard. MONAI ``TverskyLoss``'s ``smooth_nr``/``smooth_dr`` and smp's ``smooth`` are ours.
     """
-    ti = _tversky_index("tversky", input, target, alpha, beta, smooth, per_image, from_logits, ignore_index)
-    return _class_reduce(1.0 - ti, reduction, weight, include_background)
+    nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
+    return _region(
+        "tversky", input, target, lambda i, p, g: 1.0 - _tversky_score(alpha, beta, nr, dr)(i, p, g), mode=mode,
+        from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
+        weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+        reduction=reduction,
+    )
 
 
 @register("focal_tversky", constraints={**_TV, "gamma": positive()}, **_SEG)
@@ -170,79 +218,116 @@ def focal_tversky(
     input: Tensor,
     target: Tensor,
     *,
+    mode: str | None = None,
     alpha: float = 0.3,
     beta: float = 0.7,
     gamma: float = 0.75,
     smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
     per_image: bool = False,
     from_logits: bool = True,
     include_background: bool = True,
+    average: str = "all",
     weight: Tensor | None = None,
+    weight_norm: str = "sum",
     ignore_index: int | None = None,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """Focal Tversky loss ``(1 - TI)**gamma`` (Abraham & Khan 2019).
+    """Focal Tversky loss ``(1 - TI)**gamma`` per class (Abraham & Khan 2019).
 
     Convention: ``gamma`` is the exponent itself; the paper writes ``(1 - TI)**(1/gamma)`` with its gamma = 4/3, so
     our default 0.75 is the paper's setting. ``1 - TI`` is floored at 1e-7 so gradients stay finite for gamma < 1.
+    smp ``TverskyLoss(gamma=...)`` raises the class mean to the power instead of each class's loss: the same for
+    one class (binary mode). MONAI has no focal Tversky loss (its ``AsymmetricFocalTverskyLoss`` is another function).
     """
-    ti = _tversky_index("focal_tversky", input, target, alpha, beta, smooth, per_image, from_logits, ignore_index)
-    return _class_reduce((1.0 - ti).clamp_min(1e-7) ** gamma, reduction, weight, include_background)
+    nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
+    ti = _tversky_score(alpha, beta, nr, dr)
+    return _region(
+        "focal_tversky", input, target, lambda i, p, g: (1.0 - ti(i, p, g)).clamp_min(1e-7) ** gamma, mode=mode,
+        from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
+        weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+        reduction=reduction,
+    )
 
 
-def _lovasz_grad(gt_sorted: Tensor) -> Tensor:
-    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors (Berman et al. 2018, Alg. 1)."""
-    gts = gt_sorted.sum()
-    intersection = gts - gt_sorted.cumsum(0)
-    union = gts + (1.0 - gt_sorted).cumsum(0)
-    jac = 1.0 - intersection / union
-    if len(gt_sorted) > 1:
-        jac = torch.cat([jac[:1], jac[1:] - jac[:-1]])
-    return jac
+_GD_WEIGHTS = ("square", "simple", "uniform")
 
 
-def _lovasz_flat(errors: Tensor, fg: Tensor) -> Tensor:
-    errors_sorted, order = torch.sort(errors, descending=True)
-    return torch.dot(errors_sorted, _lovasz_grad(fg[order]))
-
-
-@register("lovasz", aliases=("lovasz_hinge", "lovasz_softmax"), **_SEG)
-def lovasz(
+@register(
+    "generalized_dice",
+    aliases=("gdl",),
+    constraints={**{k: _REGION[k] for k in ("smooth", "smooth_nr", "smooth_dr", "mode")}, "weight_type": one_of(*_GD_WEIGHTS)},
+    **_SEG,
+)
+def generalized_dice(
     input: Tensor,
     target: Tensor,
     *,
+    mode: str | None = None,
+    weight_type: str = "square",
+    smooth: float = 1e-5,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
     per_image: bool = False,
+    from_logits: bool = True,
+    include_background: bool = True,
     ignore_index: int | None = None,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """Lovasz loss (Berman et al. 2018): a convex surrogate of the Jaccard loss optimised directly.
+    """Generalized Dice loss ``1 - (2 sum_c w_c I_c + nr) / (sum_c w_c (P_c + G_c) + dr)`` (Sudre et al. 2017).
 
-    Binary masks: the Lovasz hinge on logits (errors ``1 - s * (2g - 1)``). Multiclass: the Lovasz-softmax on
-    ``softmax(input)``, averaged over the classes present in the target (their ``classes='present'``). ``none``
-    returns one value per image (``per_image``) or per class.
+    ``weight_type``: ``w_c = 1 / G_c**2`` (``'square'``, the paper's), ``1 / G_c`` (``'simple'``) or 1
+    (``'uniform'``), from the counts of the image (``per_image``) or the batch. A class absent there (``G_c = 0``,
+    infinite weight) gets the largest finite weight instead, as MONAI ``GeneralizedDiceLoss`` does; with every class
+    absent the weights are 0 and the loss is ``1 - nr / dr`` (0 with the default smoothing). Defaults follow MONAI
+    (``smooth_nr = smooth_dr = 1e-5``); ``per_image=True`` is MONAI's ``batch=False``. ``reduction='none'`` returns
+    one value per image, or ``(1,)`` for the batch.
     """
-    p, g, scores = _probs_and_one_hot("lovasz", input, target, True, ignore_index)
-    binary = p.shape[1] == 1
-    groups = range(p.shape[0]) if per_image else [slice(None)]
-    values = []
-    for n in groups:
-        if binary:
-            s, fg = scores[n].reshape(-1), g[n].reshape(-1)
-            values.append(_lovasz_flat(F.relu(1.0 - s * (2.0 * fg - 1.0)), fg))
-            continue
-        pn, gn = p[n], g[n]
-        if pn.ndim == 3:  # whole batch: (N, C, S) -> (C, N*S)
-            pn, gn = pn.transpose(0, 1).flatten(1), gn.transpose(0, 1).flatten(1)
-        present = [c for c in range(pn.shape[0]) if gn[c].sum() > 0]
-        per_class = [_lovasz_flat((gn[c] - pn[c]).abs(), gn[c]) for c in present]
-        values.append(torch.stack(per_class).mean() if per_class else pn.sum() * 0.0)
-    return reduce(torch.stack(values), reduction)
+    nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
+    m = select_classes(
+        masks("generalized_dice", input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, check_target=check_target),
+        include_background,
+    )
+    inter, psum, gsum = counts(m, per_image)
+    if weight_type == "uniform":
+        w = torch.ones_like(gsum)
+    else:
+        w = 1.0 / (gsum * gsum if weight_type == "square" else gsum)
+        infinite = torch.isinf(w)
+        w = torch.where(infinite, torch.zeros_like(w), w)
+        w = w + infinite * w.amax(dim=-1, keepdim=True)
+    loss = 1.0 - (2.0 * (w * inter).sum(-1, keepdim=True) + nr) / ((w * (psum + gsum)).sum(-1, keepdim=True) + dr)
+    return class_mean(loss.reshape(-1), reduction, weight=None, present=None, weight_norm="sum")
+
+
+# ---------------------------------------------------------------------------------------------------- compounds
+
+
+def _channel_weight(weight: Tensor | None, like: Tensor) -> Tensor | None:
+    """Per-class weights as per-element weights of a ``(N, C, ...)`` tensor."""
+    if weight is None:
+        return None
+    weight = torch.as_tensor(weight, dtype=like.dtype, device=like.device)
+    return weight.view(1, -1, *([1] * (like.ndim - 2))).expand_as(like)
+
+
+def _sigmoid_layout(name: str, input: Tensor, target: Tensor, mode: str | None) -> tuple[Tensor, Tensor]:
+    """Input and a same-shaped float target for a per-element (sigmoid) term: binary or multilabel masks only."""
+    mode = infer_mode(name, input, target, mode)
+    if mode == "multiclass":
+        raise ValueError(f"loss '{name}' takes binary or multilabel masks; use 'dice_ce' or 'dice_focal' for class indices")
+    x = as_float(input)
+    channel = mode == "binary" and x.ndim >= 2 and x.shape[1] == 1 and target.ndim == x.ndim - 1
+    return x, (target.unsqueeze(1) if channel else target).to(x.dtype)
 
 
 @register(
     "dice_bce",
     constraints={"dice_weight": non_negative(), "bce_weight": non_negative()},
-    parts=(dice, bce),  # smooth (dice) and pos_weight (bce) are checked as the parts check them
+    parts=(dice, bce),  # the dice options and pos_weight / label_smoothing are checked as the parts check them
     **dict(_SEG, target="binary"),
 )
 def dice_bce(
@@ -251,23 +336,51 @@ def dice_bce(
     *,
     dice_weight: float = 1.0,
     bce_weight: float = 1.0,
+    mode: str | None = None,
     smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
+    squared: bool = False,
+    per_image: bool = False,
+    from_logits: bool = True,
+    include_background: bool = True,
+    average: str = "all",
+    weight: Tensor | None = None,
+    weight_norm: str = "sum",
     pos_weight: Tensor | float | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """``dice_weight * dice + bce_weight * bce`` for binary masks (logits), both averaged; the compound loss Ma et
-    al. (2021) found most robust across segmentation tasks. Only ``reduction='mean'`` (the terms have different
-    shapes)."""
+    """``dice_weight * dice + bce_weight * bce`` for binary or multilabel masks (Ma et al. 2021 found the compound
+    the most robust across segmentation tasks); MONAI ``DiceCELoss(sigmoid=True)`` with ``lambda_dice``/``lambda_ce``
+    for one channel. With ``C > 1`` channels MONAI's CE term is a softmax cross-entropy over the channels even with
+    ``sigmoid=True``; ours stays a per-channel BCE (multilabel).
+
+    Every ``dice`` option goes to the Dice term; ``weight`` (per class) to both terms (per channel for BCE);
+    ``pos_weight`` and ``label_smoothing`` to the BCE term; ``ignore_index`` to both. Only ``reduction='mean'``
+    (the terms have different shapes).
+    """
     if reduction != "mean":
         raise ValueError("loss 'dice_bce' supports reduction='mean' only")
-    t = target.unsqueeze(1) if input.ndim == target.ndim + 1 else target
-    return dice_weight * dice(input, t, smooth=smooth) + bce_weight * bce(input, t.to(as_float(input).dtype), pos_weight=pos_weight)
+    d = dice(
+        input, target, mode=mode, smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        per_image=per_image, from_logits=from_logits, include_background=include_background, average=average,
+        weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+    )
+    x, t = _sigmoid_layout("dice_bce", input, target, mode)
+    b = bce(
+        x, t, from_logits=from_logits, pos_weight=pos_weight, label_smoothing=label_smoothing,
+        weight=_channel_weight(weight, x), ignore_index=ignore_index,
+    )
+    return dice_weight * d + bce_weight * b
 
 
 @register(
     "dice_ce",
     constraints={"dice_weight": non_negative(), "ce_weight": non_negative()},
-    parts=(dice, ce),  # smooth (dice), weight and ignore_index (both) are checked as the parts check them
+    parts=(dice, ce),  # the dice options, label_smoothing and weight are checked as the parts check them
     **dict(_SEG, target="index"),
 )
 def dice_ce(
@@ -277,13 +390,92 @@ def dice_ce(
     dice_weight: float = 1.0,
     ce_weight: float = 1.0,
     smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    average: str = "all",
     weight: Tensor | None = None,
+    weight_norm: str = "sum",
+    label_smoothing: float = 0.0,
     ignore_index: int = -100,
+    check_target: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """``dice_weight * dice + ce_weight * ce`` for multiclass masks with integer targets; ``weight`` (per class) goes
-    to both terms. Only ``reduction='mean'``."""
+    """``dice_weight * dice + ce_weight * ce`` for multiclass masks with integer targets (MONAI ``DiceCELoss(softmax=
+    True, to_onehot_y=True)`` with ``lambda_dice``/``lambda_ce``).
+
+    Every ``dice`` option goes to the Dice term; ``weight`` (per class) to both terms; ``label_smoothing`` to the
+    CE term; ``ignore_index`` (default -100, as ``ce``) to both. Only ``reduction='mean'``.
+    """
     if reduction != "mean":
         raise ValueError("loss 'dice_ce' supports reduction='mean' only")
-    d = dice(input, target, smooth=smooth, weight=weight, ignore_index=ignore_index)
-    return dice_weight * d + ce_weight * ce(input, target, weight=weight, ignore_index=ignore_index)
+    d = dice(
+        input, target, mode="multiclass", smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        per_image=per_image, include_background=include_background, average=average, weight=weight,
+        weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+    )
+    c = ce(
+        input, target, weight=None if weight is None else torch.as_tensor(weight), label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )
+    return dice_weight * d + ce_weight * c
+
+
+@register(
+    "dice_focal",
+    constraints={"dice_weight": non_negative(), "focal_weight": non_negative(), "gamma": non_negative(), "alpha": optional(in_range(0.0, 1.0))},
+    parts=(dice,),
+    binary_weight="alpha",
+    **_SEG,
+)
+def dice_focal(
+    input: Tensor,
+    target: Tensor,
+    *,
+    dice_weight: float = 1.0,
+    focal_weight: float = 1.0,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    mode: str | None = None,
+    smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    average: str = "all",
+    weight: Tensor | None = None,
+    weight_norm: str = "sum",
+    ignore_index: int | None = None,
+    check_target: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """``dice_weight * dice + focal_weight * focal`` (MONAI ``DiceFocalLoss`` with ``lambda_dice``/``lambda_focal``).
+
+    The focal term matches the Dice term's activation: binary and multilabel masks get the sigmoid ``focal`` per
+    element (``alpha`` weighs positives, ``1 - alpha`` negatives; ``None``, the default, as MONAI, weighs none);
+    multiclass masks get the softmax ``categorical_focal`` (``alpha`` a constant factor). MONAI applies the sigmoid
+    focal loss to the one-hot channels even with ``softmax=True``: that is ours with ``mode='multilabel'`` on a
+    one-hot target for the focal term. ``weight`` (per class) goes to both terms. Only ``reduction='mean'``.
+    """
+    if reduction != "mean":
+        raise ValueError("loss 'dice_focal' supports reduction='mean' only")
+    d = dice(
+        input, target, mode=mode, smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        per_image=per_image, include_background=include_background, average=average, weight=weight,
+        weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+    )
+    if infer_mode("dice_focal", input, target, mode) == "multiclass":
+        if target.shape == input.shape:
+            raise ValueError("loss 'dice_focal': multiclass mode takes class-index targets")
+        f = categorical_focal(
+            input, target, alpha=alpha, gamma=gamma, weight=None if weight is None else torch.as_tensor(weight),
+            ignore_index=-100 if ignore_index is None else ignore_index,
+        )
+    else:
+        x, t = _sigmoid_layout("dice_focal", input, target, mode)
+        f = focal(x, t, alpha=alpha, gamma=gamma, weight=_channel_weight(weight, x), ignore_index=ignore_index)
+    return dice_weight * d + focal_weight * f
+

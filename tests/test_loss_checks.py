@@ -26,7 +26,7 @@ def has(spec, param: str) -> bool:
 
 
 def reductions(spec) -> tuple[str, ...]:
-    return ("mean",) if spec.name in ("dice_bce", "dice_ce") else ("mean", "sum", "none")
+    return ("mean",) if spec.name in ("dice_bce", "dice_ce", "dice_focal") else ("mean", "sum", "none")
 
 
 def example(spec, dtype=torch.float64, seed=0, mode=None):
@@ -38,6 +38,8 @@ def example(spec, dtype=torch.float64, seed=0, mode=None):
         if spec.name in POSITIVE_INPUT:
             x, y = x.abs() + 0.1, torch.poisson(y.abs() * 3, generator=g)
         return x, y
+    if mode == "multilabel":  # a {0, 1} mask per channel
+        return torch.randn(2, 3, 5, 5, generator=g, dtype=dtype), torch.randint(0, 2, (2, 3, 5, 5), generator=g).to(dtype)
     if spec.target == "binary":
         return torch.randn(8, 1, generator=g, dtype=dtype), torch.randint(0, 2, (8, 1), generator=g).to(dtype)
     if spec.target == "none":
@@ -58,7 +60,7 @@ def num_classes(x) -> int:
 
 def class_weight(spec, x, y):
     """A weight in the form the loss takes: per-class for class targets, elementwise for values."""
-    if spec.target in ("float", "binary", "none"):
+    if spec.target in ("float", "binary", "none") and spec.tasks != ("segmentation",):  # dice_bce: per class
         return torch.rand(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype) + 0.5
     return torch.rand(num_classes(x), generator=torch.Generator().manual_seed(1), dtype=x.dtype) + 0.5
 
@@ -99,11 +101,12 @@ def test_reductions_are_consistent(name):
 @pytest.mark.parametrize("name", [s.name for s in SPECS if "weight" in s.params])
 def test_weights_are_honoured(name):
     spec = losses.spec(name)
-    x, y = example(spec)
+    kw = {"mode": "multilabel"} if spec.name == "dice_bce" else {}  # per-class weights need more than one class
+    x, y = example(spec, mode=kw.get("mode"))
     w = class_weight(spec, x, y)
-    unweighted = spec.fn(x, y)
-    torch.testing.assert_close(spec.fn(x, y, weight=torch.ones_like(w)), unweighted)
-    weighted = spec.fn(x, y, weight=w)
+    unweighted = spec.fn(x, y, **kw)
+    torch.testing.assert_close(spec.fn(x, y, weight=torch.ones_like(w), **kw), unweighted)
+    weighted = spec.fn(x, y, weight=w, **kw)
     assert not torch.allclose(weighted, unweighted), "a non-uniform weight must change the loss"
     if "sum" in reductions(spec):
         torch.testing.assert_close(spec.fn(x, y, weight=2 * w, reduction="sum"), 2 * spec.fn(x, y, weight=w, reduction="sum"))
@@ -121,7 +124,7 @@ def test_ignore_index_is_honoured(name):
     base = spec.fn(x, y, ignore_index=255)
     assert torch.isfinite(base)
     x2 = x.clone().requires_grad_(True)
-    spread = ignored.unsqueeze(1).expand_as(x)
+    spread = ignored if y.shape == x.shape else ignored.unsqueeze(1).expand_as(x)
     perturbed = torch.where(spread, x * 7 + 3, x).detach().requires_grad_(True)
     torch.testing.assert_close(spec.fn(perturbed, y, ignore_index=255), base)
     spec.fn(x2, y, ignore_index=255).backward()

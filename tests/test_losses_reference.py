@@ -190,7 +190,7 @@ def test_region_losses_by_hand_and_identities():
     torch.testing.assert_close(S.tversky(xm, ym, alpha=0.5, beta=0.5, smooth=0.0), S.dice(xm, ym, smooth=0.0))
     torch.testing.assert_close(S.tversky(xm, ym, alpha=1.0, beta=1.0), S.jaccard(xm, ym))
     one_hot = F.one_hot(ym, 3).permute(0, 3, 1, 2).float()
-    torch.testing.assert_close(S.dice(xm, one_hot), S.dice(xm, ym))
+    torch.testing.assert_close(S.dice(xm, one_hot, mode="multiclass"), S.dice(xm, ym))
     torch.testing.assert_close(S.dice_ce(xm, ym), S.dice(xm, ym) + F.cross_entropy(xm, ym))
     xb, yb = torch.randn(2, 1, 6, 6, generator=gen(2)), torch.randint(0, 2, (2, 1, 6, 6), generator=gen(3)).float()
     torch.testing.assert_close(S.dice_bce(xb, yb), S.dice(xb, yb) + F.binary_cross_entropy_with_logits(xb, yb))

@@ -65,6 +65,10 @@ class Task:
             return f"{model.name} needs inputs of rank {model.input_rank} {model.input_kind}, this data has {tuple(input_shape)}"
         return None
 
+    def loss_settings(self, spec: "LossSpec", num_outputs: int) -> dict[str, Any]:
+        """Arguments this task sets on a loss with ``spec`` unless the config sets them (e.g. a mask loss's ``mode``)."""
+        return {}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         """The model's output and the loss's target for a batch of integer or float ``labels``."""
         raise NotImplementedError

@@ -38,6 +38,16 @@ class Segmentation(Task):
             return f"it takes binary masks and this data has {num_classes} classes (binary masks have 2)"
         return reason
 
+    def loss_settings(self, spec: Any, num_outputs: int) -> dict[str, Any]:
+        """The mode the output implies (one channel: binary, else multiclass), and no per-batch target check: the
+        data layer checks mask values once when it builds the masks (class indices in ``[0, num_classes)``)."""
+        settings: dict[str, Any] = {}
+        if "mode" in spec.params:
+            settings["mode"] = "binary" if num_outputs == 1 else "multiclass"
+        if "check_target" in spec.params:
+            settings["check_target"] = False
+        return settings
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         if num_outputs == 1:
             return output, binary_target(output, labels)
