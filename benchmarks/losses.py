@@ -92,6 +92,43 @@ def reference_generalized_dice(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return 1 - (2 * (w * inter).sum() + 1e-5) / ((w * total).sum() + 1e-5)
 
 
+def reference_nce_rce(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0, beta: float = 10.0) -> torch.Tensor:
+    """Ma et al.'s NCE + RCE as their code writes it, with RCE's log 0 = -4 (the paper's A)."""
+    logp = F.log_softmax(x, 1)
+    nce = -logp.gather(1, y[:, None]).squeeze(1) / -logp.sum(1)
+    rce = -(F.softmax(x, 1) * torch.log(F.one_hot(y, x.shape[1]).float().clamp(math.exp(-4.0), 1.0))).sum(1)
+    return (alpha * nce + beta * rce).mean()
+
+
+def reference_agce(x: torch.Tensor, y: torch.Tensor, a: float = 4.0, q: float = 0.2) -> torch.Tensor:
+    """Zhou et al.'s AGCE as their code writes it."""
+    p_y = (F.one_hot(y, x.shape[1]) * F.softmax(x, 1)).sum(1)
+    return (((a + 1) ** q - (a + p_y) ** q) / q).mean()
+
+
+def reference_topk(x: torch.Tensor, y: torch.Tensor, k: float = 10.0) -> torch.Tensor:
+    """SegLoss's TopKLoss (Ma et al.): per-pixel CE, the top k percent, mean."""
+    res = F.cross_entropy(x, y, reduction="none").reshape(-1)
+    return res.topk(int(res.numel() * k / 100), sorted=False).values.mean()
+
+
+def reference_mcc(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """smp's MCCLoss on ``sigmoid(x)``."""
+    p = torch.sigmoid(x)
+    tp, tn = (p * y).sum() + eps, ((1 - p) * (1 - y)).sum() + eps
+    fp, fn = (p * (1 - y)).sum() + eps, ((1 - p) * y).sum() + eps
+    return 1 - (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+
+
+def reference_tukey(x: torch.Tensor, y: torch.Tensor, c: float = 4.685) -> torch.Tensor:
+    """Belagiannis et al.'s biweight on residuals over 1.4826 MAD (MAD held constant)."""
+    r = x - y
+    with torch.no_grad():
+        s = 1.4826 * (r - r.median()).abs().median()
+    u = r / s
+    return torch.where(u.abs() <= c, c**2 / 6 * (1 - (1 - (u / c) ** 2) ** 3), torch.full_like(u, c**2 / 6)).mean()
+
+
 def reference_softmax_focal(x: torch.Tensor, y: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
     """The usual hand-written softmax focal loss: ``p_t = exp(-ce)``, ``alpha (1 - p_t)**gamma ce``."""
     ce = F.cross_entropy(x, y, reduction="none")
@@ -150,6 +187,7 @@ def reference_learned_barron(device: str) -> Callable:
 
 def cases(device: str) -> list[tuple[str, str, Callable, Callable, tuple]]:
     g = torch.Generator(device="cpu").manual_seed(0)
+    LT, NL = losses.long_tail, losses.noisy_labels
 
     def t(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g) * scale).to(device)
@@ -167,6 +205,9 @@ def cases(device: str) -> list[tuple[str, str, Callable, Callable, tuple]]:
     m21, t21 = t(8, 21, 128, 128), torch.randint(0, 21, (8, 128, 128), generator=g).to(device)
     big, tbig = t(16, 21, 256, 256), torch.randint(0, 21, (16, 256, 256), generator=g).to(device)
     learned_barron = losses.get("barron_adaptive", alpha=0.7, scale=1.3).to(device)
+    counts10 = torch.bincount(y10, minlength=10).float().clamp_min(1) ** 2  # a skewed prior
+    log_prior10 = torch.log(counts10 / counts10.sum())
+    noise10 = NL.uniform_noise_matrix(0.3, 10).to(device)
     R, B, M, S, A = losses.regression, losses.binary, losses.multiclass, losses.segmentation, losses.adversarial
     keras_hinge = lambda a, b: torch.clamp(1 - (2 * b - 1) * a, min=0)  # noqa: E731
     return [
@@ -216,6 +257,14 @@ def cases(device: str) -> list[tuple[str, str, Callable, Callable, tuple]]:
         ("dice_bce 8x1x256x256", "textbook Dice + F.bce_with_logits", S.dice_bce, lambda a, b: reference_dice(a, b) + F.binary_cross_entropy_with_logits(a, b), (mb, tb)),
         ("dice_ce 8x21x128x128", "textbook Dice + F.cross_entropy", S.dice_ce, lambda a, b: reference_dice(a, b) + F.cross_entropy(a, b), (m21, t21)),
         ("ce 8x21x128x128", "F.cross_entropy", M.ce, F.cross_entropy, (m21, t21)),
+        ("tukey", "the paper's biweight on MAD-scaled residuals", R.tukey, reference_tukey, (x, y)),
+        ("welsch", "1 - exp(-r^2 / 2)", R.welsch, lambda a, b: (1 - torch.exp(-0.5 * (a - b) ** 2)).mean(), (x, y)),
+        ("nce_rce 4096x10", "Ma et al.'s NCEandRCE", NL.nce_rce, reference_nce_rce, (z10, y10)),
+        ("agce 4096x10", "Zhou et al.'s AGCELoss", NL.agce, reference_agce, (z10, y10)),
+        ("logit_adjusted_ce 4096x10", "F.cross_entropy(z + log prior)", lambda a, b: LT.logit_adjusted_ce(a, b, class_counts=counts10), lambda a, b: F.cross_entropy(a + log_prior10, b), (z10, y10)),
+        ("forward_corrected_ce 4096x10", "-log((softmax @ T)_y)", lambda a, b: NL.forward_corrected_ce(a, b, noise_matrix=noise10), lambda a, b: -torch.log((F.softmax(a, 1) @ noise10).gather(1, b[:, None])).mean(), (z10, y10)),
+        ("topk_ce 8x21x128x128", "SegLoss TopKLoss", S.topk_ce, reference_topk, (m21, t21)),
+        ("mcc 8x1x256x256", "smp MCCLoss on sigmoid", S.mcc, reference_mcc, (mb, tb)),
         ("gan_discriminator", "F.binary_cross_entropy_with_logits", A.gan_discriminator, F.binary_cross_entropy_with_logits, (zb, yb)),
         ("gan_generator", "F.softplus(-x).mean()", lambda a: A.gan_generator(a), lambda a: F.softplus(-a).mean(), (zb,)),
     ]

@@ -212,6 +212,11 @@ def validate(cfg: DictConfig) -> None:
         )
     classes = num_classes_of(cfg)
     check_compatible(spec, cfg, classes)
+    if "noise_matrix" in spec.params and cfg.loss.get("noise_matrix") is None and not (cfg.data.get("label_noise") or 0) > 0:
+        raise ConfigError(
+            f"loss={spec.name} needs the label noise matrix: set data.label_noise (the harness then knows it) or "
+            "loss.noise_matrix (C x C rows)"
+        )
     _check_model(cfg, task, None)
     if not task.classification and cfg.data.get("class_weights") is not None:
         raise ConfigError(f"data.class_weights applies to classification data, not data={cfg.data.name}")

@@ -7,6 +7,8 @@ Class weights (``data.class_weights``): ``balanced`` is ``n / (C n_c)`` (scikit-
 ``(1 - beta) / (1 - beta**n_c)`` normalised to sum to ``C`` (Cui et al. 2019, ``data.cb_beta``), or a list. They
 reach the loss as ``pos_weight = w1 / w0`` (bce, dice_bce), ``alpha = w1 / (w0 + w1)`` (binary focal), per-class
 ``weight`` (multiclass and multi-channel segmentation losses), or per-example ``weight = w[y]`` (other binary losses).
+Losses that take ``class_counts`` (the long-tail ones, e.g. ``logit_adjusted_ce``) get the training class counts;
+``forward_corrected_ce`` gets the noise matrix of ``data.label_noise``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import Tensor
 
 import losses
 from losses import LossSpec
+from losses.long_tail import effective_number_weights
 
 from . import tasks
 from .errors import ConfigError
@@ -36,8 +39,7 @@ def class_weights(setting: Any, counts: list[int], beta: float) -> list[float] |
         total = sum(counts)
         return [total / (c * max(n, 1)) for n in counts]
     if setting == "effective":
-        raw = [(1.0 - beta) / (1.0 - beta ** max(n, 1)) for n in counts]
-        return [w * c / sum(raw) for w in raw]
+        return effective_number_weights(counts, beta).tolist()
     weights = [float(w) for w in setting]
     if len(weights) != c:
         raise ConfigError(f"data.class_weights has {len(weights)} values but the data has {c} classes")
@@ -78,8 +80,11 @@ class Criterion:
         return {"class_weights.values": str([round(w, 6) for w in self.weights]), "class_weights.form": str(self.weight_form)}
 
 
-def build_criterion(cfg: DictConfig, task: str | tasks.Task, num_classes: int | None, counts: list[int] | None) -> Criterion:
-    """The configured loss for ``task``, with class weights from ``counts`` in the form the loss takes."""
+def build_criterion(
+    cfg: DictConfig, task: str | tasks.Task, num_classes: int | None, counts: list[int] | None, noise_matrix: Tensor | None = None
+) -> Criterion:
+    """The configured loss for ``task``, with class weights from ``counts`` in the form the loss takes; the counts
+    themselves and the data's label ``noise_matrix`` for the losses that take them."""
     task = tasks.get(task) if isinstance(task, str) else task
     spec = loss_spec(cfg)
     outputs = task.num_outputs(spec, num_classes)
@@ -103,6 +108,19 @@ def build_criterion(cfg: DictConfig, task: str | tasks.Task, num_classes: int | 
             sample_weights, form = w, "per-example weight"
         else:
             raise ConfigError(f"loss={spec.name} takes no class weights in this form; set data.class_weights=null")
+    if "class_counts" in spec.params and params.get("class_counts") is None:  # long-tail losses take the prior
+        if counts is None:
+            raise ConfigError(f"loss={spec.name} needs the training class counts, and this data has no classes")
+        params["class_counts"] = torch.tensor(counts, dtype=torch.float32)
+    if "noise_matrix" in spec.params and params.get("noise_matrix") is None:  # forward correction: the injected noise
+        if noise_matrix is None:
+            raise ConfigError(
+                f"loss={spec.name} needs the label noise matrix: set data.label_noise (the harness then knows it) "
+                "or loss.noise_matrix (C x C rows)"
+            )
+        params["noise_matrix"] = noise_matrix.float()
+    elif "noise_matrix" in spec.params and not isinstance(params["noise_matrix"], Tensor):
+        params["noise_matrix"] = torch.tensor(params["noise_matrix"], dtype=torch.float32)
     module = build_user_loss(spec, params) if target_of(cfg) else losses.get(spec.name, **params)
     return Criterion(module, spec, task, outputs, num_classes, weights, form, sample_weights)
 

@@ -105,8 +105,11 @@ def fit(
     bar = tqdm(total=epochs * steps_per_epoch, disable=not bar_on, unit="step", dynamic_ncols=True)
     started = time.perf_counter()
     try:
+        start_epoch = getattr(criterion.module, "start_epoch", None)  # losses on a schedule (ldam's deferred weights)
         for epoch in range(1, epochs + 1):
             model.train()
+            if start_epoch is not None:
+                start_epoch(epoch, epochs)
             perm = torch.randperm(n, generator=order).to(device)
             # CPU: the loss value is read every step anyway (NaN guard); accelerators: kept on device, read once
             step_losses: list[float] | torch.Tensor = [] if check_each_step else torch.empty(steps_per_epoch, device=device)

@@ -14,7 +14,7 @@ A loss of your own joins the registry with the same decorator the built-ins use 
         return losses.reduce(scale * (input - target).abs(), reduction)
 """
 
-from . import adversarial, binary, lovasz, multiclass, regression, segmentation  # noqa: F401  (importing registers the losses)
+from . import adversarial, binary, long_tail, lovasz, multiclass, noisy_labels, regression, segmentation  # noqa: F401  (importing registers the losses)
 from ._core import (
     INPUTS, TARGETS, TASKS, Constraint, Loss, LossSpec, available, get, in_range, non_negative, one_of, positive, reduce,
     register, spec, specs,

@@ -189,6 +189,9 @@ class Loss(nn.Module):
         """Current values of the quantities this loss learns during training (none for most losses)."""
         return {}
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before epoch ``epoch`` (1-based) of ``epochs``; a loss on a schedule overrides it."""
+
     def extra_repr(self) -> str:
         fixed = [f"{k}={v!r}" for k, v in self.params.items()]
         return ", ".join(fixed + [f"{k}={v:.4g}" for k, v in self.learned().items()])

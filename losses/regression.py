@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._core import Constraint, Loss, as_float, check_reduction, check_same_shape, in_range, non_negative, or_tensor, positive, reduce, register
+from ._core import Constraint, Loss, as_float, check_reduction, check_same_shape, in_range, non_negative, optional, or_tensor, positive, reduce, register
 
 _EPS = 1e-7  # Keras's backend epsilon, used where Keras clips
 
@@ -333,3 +333,67 @@ def barron_adaptive(
     if reduction == "mean" and (not isinstance(const, Tensor) or const.ndim == 0):
         return reduce(rho, reduction, weight) + const  # (weighted) mean of rho + k is mean(rho) + k: one pass fewer
     return reduce(rho + const, reduction, weight)
+
+
+# ------------------------------------------------------------------------------------- members of Barron's family
+# Each is ``barron`` at one alpha (its closed form), under its own name: the losses robust-vision papers cite.
+
+
+@register("welsch", aliases=("leclerc",), constraints={"scale": positive()}, **_REG)
+def welsch(input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Welsch (Leclerc) loss ``1 - exp(-0.5 (r / scale)**2)``: Barron's ``alpha = -inf``, bounded by 1."""
+    input, target = _prepare("welsch", input, target)
+    return reduce(1.0 - torch.exp(-0.5 * _scaled_square(input - target, scale)), reduction, weight)  # exp: expm1 is slow on CPU
+
+
+@register("geman_mcclure", constraints={"scale": positive()}, **_REG)
+def geman_mcclure(input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Geman-McClure loss ``2 (r / scale)**2 / ((r / scale)**2 + 4)``: Barron's ``alpha = -2``, bounded by 2.
+
+    Convention: Barron's scaling (quadratic ``0.5 (r/c)**2`` near 0); Geman & McClure (1987) wrote
+    ``r**2 / (r**2 + c**2)``, which is ours at ``scale = c / 2`` divided by 2."""
+    input, target = _prepare("geman_mcclure", input, target)
+    x2 = _scaled_square(input - target, scale)
+    return reduce(2.0 * x2 / (x2 + 4.0), reduction, weight)
+
+
+@register("charbonnier", aliases=("pseudo_huber",), constraints={"scale": positive()}, **_REG)
+def charbonnier(input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Charbonnier (pseudo-Huber, smooth L1-L2) loss ``sqrt((r / scale)**2 + 1) - 1``: Barron's ``alpha = 1``."""
+    input, target = _prepare("charbonnier", input, target)
+    return reduce(_rho(_scaled_square(input - target, scale), 1.0), reduction, weight)
+
+
+MAD_TO_SD = 1.4826  # 1 / Phi^-1(3/4): the MAD of a normal sample times this estimates its sd
+
+
+@register("tukey", aliases=("biweight", "tukey_biweight"), constraints={"c": positive(), "scale": optional(positive())}, **_REG)
+def tukey(
+    input: Tensor,
+    target: Tensor,
+    *,
+    c: float = 4.685,
+    scale: float | None = None,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Tukey's biweight ``c**2 / 6 (1 - (1 - (u / c)**2)**3)`` for ``|u| <= c``, else ``c**2 / 6``, of the scaled
+    residuals ``u = r / s`` (Belagiannis et al. 2015): redescending, so residuals beyond ``c`` scales get no gradient.
+
+    ``scale=None`` (the paper's): ``s = 1.4826 * MAD`` of the batch's residuals, the median absolute deviation
+    from their median, estimated per call and not differentiated (a constant of each step, as in the paper); a
+    number fixes ``s``. ``c = 4.685`` gives 95% efficiency at the normal. A batch whose MAD is 0 (half the residuals
+    equal) takes ``s`` = the dtype's eps rather than dividing by 0.
+    """
+    input, target = _prepare("tukey", input, target)
+    r = input - target
+    if scale is None:
+        with torch.no_grad():
+            flat = r.detach().reshape(-1)
+            mad = (flat - flat.median()).abs().median()
+            s = (MAD_TO_SD * mad).clamp_min(torch.finfo(r.dtype).eps)
+    else:
+        s = scale
+    u2 = (r / s).square() / (c * c)
+    rho = (c * c / 6.0) * (1.0 - (1.0 - u2.clamp_max(1.0)) ** 3)
+    return reduce(rho, reduction, weight)

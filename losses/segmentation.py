@@ -25,6 +25,8 @@ whose score it writes as ``(I + s) / ((P + G) / 2 + s)``) and averages as ``aver
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -479,3 +481,102 @@ def dice_focal(
         f = focal(x, t, alpha=alpha, gamma=gamma, weight=_channel_weight(weight, x), ignore_index=ignore_index)
     return dice_weight * d + focal_weight * f
 
+
+
+# ----------------------------------------------------------------------------------------------- round 3 additions
+
+
+@register("topk_ce", aliases=("topk",), constraints={"k": in_range(0.0, 100.0, lo_open=True)}, **dict(_SEG, target="index"))
+def topk_ce(
+    input: Tensor,
+    target: Tensor,
+    *,
+    k: float = 10.0,
+    weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    """TopK cross-entropy: the mean of the largest ``k`` percent of the per-pixel cross-entropies of the batch (Wu
+    et al. 2016's bootstrapped CE; SegLoss's ``TopKLoss``, Ma et al. 2021, ``k = 10``).
+
+    The count is ``ceil(k% of all pixels)``; ignored pixels have loss 0 and are chosen only when fewer pixels are
+    kept than that (as SegLoss's). ``weight`` and ``label_smoothing`` go to the per-pixel CE. Only
+    ``reduction='mean'`` (the chosen pixels change with every batch).
+    """
+    if reduction != "mean":
+        raise ValueError("loss 'topk_ce' supports reduction='mean' only")
+    per_pixel = ce(
+        input, target, weight=None if weight is None else torch.as_tensor(weight), ignore_index=ignore_index,
+        label_smoothing=label_smoothing, reduction="none",
+    ).reshape(-1)
+    count = max(1, math.ceil(per_pixel.numel() * k / 100.0))
+    return per_pixel.topk(count, sorted=False).values.mean()
+
+
+@register(
+    "dice_topk",
+    constraints={"dice_weight": non_negative(), "topk_weight": non_negative()},
+    parts=(dice, topk_ce),
+    **dict(_SEG, target="index"),
+)
+def dice_topk(
+    input: Tensor,
+    target: Tensor,
+    *,
+    dice_weight: float = 1.0,
+    topk_weight: float = 1.0,
+    k: float = 10.0,
+    smooth: float = 1.0,
+    smooth_nr: float | None = None,
+    smooth_dr: float | None = None,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    average: str = "all",
+    weight: Tensor | None = None,
+    weight_norm: str = "sum",
+    ignore_index: int = -100,
+    check_target: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """``dice_weight * dice + topk_weight * topk_ce`` for multiclass masks (DiceTopK, among the best compounds of
+    Ma et al. 2021's SegLoss benchmark). Every ``dice`` option goes to the Dice term; ``weight`` and
+    ``ignore_index`` to both. Only ``reduction='mean'``."""
+    if reduction != "mean":
+        raise ValueError("loss 'dice_topk' supports reduction='mean' only")
+    d = dice(
+        input, target, mode="multiclass", smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        per_image=per_image, include_background=include_background, average=average, weight=weight,
+        weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+    )
+    return dice_weight * d + topk_weight * topk_ce(input, target, k=k, weight=weight, ignore_index=ignore_index)
+
+
+@register("mcc", aliases=("mcc_loss",), constraints={"eps": non_negative()}, **dict(_SEG, target="binary"))
+def mcc(
+    input: Tensor,
+    target: Tensor,
+    *,
+    eps: float = 1e-5,
+    per_image: bool = False,
+    from_logits: bool = True,
+    ignore_index: int | None = None,
+    check_target: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """``1 - MCC`` of the soft confusion counts of binary masks (Abhishek & Hamarneh 2021):
+    ``MCC = (TP TN - FP FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN))``, ``TP = sum p g``, ``TN = sum (1 - p)(1 -
+    g)``, ... each plus ``eps``, over the batch (or per image). Compared with smp ``MCCLoss``: the same with
+    ``per_image=False``, except that smp takes probabilities (ours ``from_logits=False``; by default ours applies
+    the sigmoid). ``reduction='none'`` returns one value per image (``per_image``) or ``(1,)``.
+    """
+    m = masks("mcc", input, target, mode="binary", from_logits=from_logits, ignore_index=ignore_index, check_target=check_target)
+    valid = 1.0 if m.valid is None else m.valid
+    dims = (1, 2) if per_image else (0, 1, 2)
+    tp = (m.p * m.g).sum(dims) + eps
+    tn = ((valid - m.p) * (valid - m.g)).sum(dims) + eps
+    fp = (m.p * (valid - m.g)).sum(dims) + eps
+    fn = ((valid - m.p) * m.g).sum(dims) + eps
+    score = (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return class_mean((1.0 - score).reshape(-1), reduction, weight=None, present=None, weight_norm="sum")

@@ -43,6 +43,8 @@ def files(tmp_path_factory):
 def test_pair_trains_or_is_refused(make_cfg, files, data, loss):
     name = data.split("-")[0]
     extra = [f"data.root={files}"] if name in ("mnist", "fashion_mnist", "pets") else []
+    if "noise_matrix" in losses.spec(loss).params and name in ("mnist", "fashion_mnist"):
+        extra.append("data.label_noise=0.2")  # forward correction uses the noise the harness injects
     cfg = make_cfg(f"data={name}", f"loss={loss}", "trainer.epochs=1", "trainer.batch_size=32", *TINY[data], *extra)
     task = tasks.of_config(cfg).name
     reason = tasks.get(task).incompatibility(losses.spec(loss), num_classes_of(cfg))
@@ -60,7 +62,7 @@ def test_pair_trains_or_is_refused(make_cfg, files, data, loss):
             validate_data(cfg, bundle)
         return
     counts = bundle.class_counts() if bundle.num_classes else None
-    criterion = build_criterion(cfg, task, bundle.num_classes, counts)
+    criterion = build_criterion(cfg, task, bundle.num_classes, counts, bundle.info.get("noise_matrix"))
     model = build_model(cfg.model, bundle, criterion.num_outputs)
     (epoch,) = fit(model, criterion, bundle, cfg)
     assert math.isfinite(epoch["train/loss"])

@@ -60,11 +60,13 @@ def test_every_constrained_loss_is_covered():
 def test_bad_value_refused_by_function_and_module_alike(name, arg):
     spec = losses.spec(name)
     x, y = small_example(spec)
-    assert torch.isfinite(spec.fn(x, y)), "the example must be valid for the defaults"
+    data = {"class_counts": torch.ones(x.shape[1])} if "class_counts" in spec.params else {}  # what the harness passes
+    data.update({"noise_matrix": torch.eye(x.shape[1])} if "noise_matrix" in spec.params else {})
+    assert torch.isfinite(spec.fn(x, y, **data)), "the example must be valid for the defaults"
     function_check, module_check = spec.constraints[arg], spec.checks[arg]
     for bad in refused(function_check):
         with pytest.raises(ValueError, match=f"'{name}'.*{arg}") as err:
-            spec.fn(x, y, **{arg: bad})
+            spec.fn(x, y, **data, **{arg: bad})
         assert str(err.value) == f"loss '{name}': {arg} must be {function_check.text}, got {bad!r}"
     for bad in refused(module_check):
         message = f"loss '{name}': {arg} must be {module_check.text}, got {bad!r}"
@@ -76,7 +78,7 @@ def test_bad_value_refused_by_function_and_module_alike(name, arg):
         assert str(err.value) == message
     if arg not in spec.module_constraints:  # one constraint object for both forms
         assert module_check is function_check
-    module = losses.get(name)
+    module = losses.get(name, **data)
     for bad in refused(function_check):  # a per-call override is checked like a function argument
         with pytest.raises(ValueError, match=f"{arg} must be"):
             module(x, y, **{arg: bad})

@@ -30,6 +30,7 @@ def test_multiclass_metrics_and_ece_by_hand():
     y = torch.tensor([0, 1, 1, 2])
     m = tasks.get("multiclass").compute(scores, y, 3)
     assert m["accuracy"] == pytest.approx(0.75)
+    assert m["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)  # recalls: class 0 1/1, class 1 1/2, class 2 1/1
     assert m["macro_f1"] == pytest.approx(skm.f1_score([0, 1, 1, 2], [0, 0, 1, 2], average="macro"))
     assert m["nll"] == pytest.approx(-np.mean(np.log([0.9, 0.3, 0.7, 0.8])), rel=1e-6)
     # 15 bins: confidences 0.9, 0.6, 0.7, 0.8 fall in separate bins; |acc - conf| = 0.1, 0.6, 0.3, 0.2

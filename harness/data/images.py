@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from losses.noisy_labels import uniform_noise_matrix
+
 from .bundle import DataBundle, DataError, Split
 from .registry import register_dataset
 
@@ -97,7 +99,8 @@ def _long_tail(y: torch.Tensor, ratio: float, num_classes: int, g: torch.Generat
 
 
 def _flip_labels(y: torch.Tensor, fraction: float, num_classes: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip exactly ``round(fraction * N)`` labels, each to a different class drawn uniformly; returns (labels, mask)."""
+    """Flip exactly ``round(fraction * N)`` labels, each to a different class drawn uniformly; returns (labels, mask).
+    The noise matrix of this flip is :func:`losses.noisy_labels.uniform_noise_matrix` (in the bundle's ``info``)."""
     n = round(fraction * len(y))
     idx = torch.randperm(len(y), generator=g)[:n]
     y = y.clone()
@@ -141,7 +144,7 @@ def make_image_classification(cfg: DictConfig, seed: int) -> DataBundle:
         test=Split(norm(x_te), y_te.long()),
         input_shape=(1, 28, 28),
         num_classes=num_classes,
-        info={"noisy_label_mask": noisy},
+        info={"noisy_label_mask": noisy, **({"noise_matrix": uniform_noise_matrix(cfg.label_noise, num_classes)} if cfg.label_noise > 0 else {})},
         **files,
     )
 

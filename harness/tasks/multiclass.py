@@ -31,7 +31,7 @@ def one_hot(labels: Tensor, num_classes: int) -> Tensor:
 
 class Multiclass(Task):
     name = "multiclass"
-    metrics = {"accuracy": False, "macro_f1": False, "nll": True, "ece": True}
+    metrics = {"accuracy": False, "balanced_accuracy": False, "macro_f1": False, "nll": True, "ece": True}
     monitor = "accuracy"
     target_format = "index"
     target_formats = ("index", "one_hot")
@@ -44,8 +44,9 @@ class Multiclass(Task):
         return output, one_hot(labels, num_outputs) if target_format == "one_hot" else labels
 
     def compute(self, output: Tensor, target: Tensor, num_classes: int | None) -> dict[str, float]:
-        """Accuracy, macro-F1, NLL of ``softmax(score)`` and expected calibration error."""
-        from sklearn.metrics import f1_score
+        """Accuracy, balanced accuracy (mean recall over the classes present in ``target``: what a long-tailed
+        training set is judged by), macro-F1, NLL of ``softmax(score)`` and expected calibration error."""
+        from sklearn.metrics import balanced_accuracy_score, f1_score
 
         self.check_host("metrics", output, target)
         s, y = output.detach().double(), target
@@ -53,6 +54,7 @@ class Multiclass(Task):
         pred = prob.argmax(dim=1)
         return {
             "accuracy": float((pred == y).double().mean()),
+            "balanced_accuracy": float(balanced_accuracy_score(y.numpy(), pred.numpy())),
             "macro_f1": float(f1_score(y.numpy(), pred.numpy(), average="macro", labels=list(range(s.shape[1])), zero_division=0)),
             "nll": float(F.nll_loss(torch.log(prob.clamp_min(1e-12)), y)),
             "ece": expected_calibration_error(prob, y),

@@ -1,0 +1,229 @@
+"""Losses practitioners reach for in the four situations: each against its paper's formula on hand-computed cases,
+its stated conventions, and (where a peer ships it) the peer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import losses
+from losses import long_tail as LT
+from losses import noisy_labels as N
+from losses import regression as R
+from losses import segmentation as S
+
+g = torch.Generator().manual_seed(0)
+Z = torch.randn(6, 4, generator=g, dtype=torch.float64)
+Y = torch.tensor([0, 1, 2, 3, 1, 0])
+COUNTS = torch.tensor([500.0, 100.0, 20.0, 4.0])
+
+
+# ------------------------------------------------------------------------------------------------------ regression
+
+
+@pytest.mark.parametrize("name,alpha", [("welsch", -math.inf), ("geman_mcclure", -2.0), ("charbonnier", 1.0)])
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_barron_members_equal_barron(name, alpha, scale):
+    x, y = torch.randn(50, generator=g, dtype=torch.float64) * 4, torch.randn(50, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(losses.spec(name).fn(x, y, scale=scale), R.barron(x, y, alpha=alpha, scale=scale))
+
+
+def test_barron_members_by_hand():
+    r = torch.tensor([0.0, 1.0, 2.0, 10.0], dtype=torch.float64)
+    zero = torch.zeros(4, dtype=torch.float64)
+    torch.testing.assert_close(R.welsch(r, zero, reduction="none"), 1 - torch.exp(-0.5 * r**2))
+    torch.testing.assert_close(R.geman_mcclure(r, zero, reduction="none"), 2 * r**2 / (r**2 + 4))
+    torch.testing.assert_close(R.geman_mcclure(r, zero, scale=0.5, reduction="none") / 2, r**2 / (r**2 + 1))  # G&M's form, c = 1
+    torch.testing.assert_close(R.charbonnier(r, zero, reduction="none"), torch.sqrt(r**2 + 1) - 1)
+
+
+def test_tukey_by_hand():
+    r = torch.tensor([-1.0, 0.0, 0.5, 1.0, 2.0, 30.0], dtype=torch.float64)
+    zero = torch.zeros_like(r)
+    mad = (r - r.median()).abs().median()  # torch.median: the lower median
+    s = 1.4826 * mad
+    u = r / s
+    c = 4.685
+    expected = torch.where(u.abs() <= c, c**2 / 6 * (1 - (1 - (u / c) ** 2) ** 3), torch.full_like(u, c**2 / 6))
+    torch.testing.assert_close(R.tukey(r, zero, reduction="none"), expected)
+    torch.testing.assert_close(R.tukey(r, zero, scale=2.0, reduction="none"),
+                               torch.where((r / 2).abs() <= c, c**2 / 6 * (1 - (1 - (r / 2 / c) ** 2) ** 3), torch.full_like(r, c**2 / 6)))
+
+
+def test_tukey_gives_gross_outliers_no_gradient_and_holds_the_mad_constant():
+    x = torch.tensor([0.1, -0.2, 0.3, 0.0, 50.0], dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(5, dtype=torch.float64)
+    R.tukey(x, y).backward()
+    assert x.grad[4] == 0 and x.grad[:4].abs().sum() > 0
+    flat = x.detach()
+    s = float(1.4826 * (flat - flat.median()).abs().median())
+    fixed = x.detach().clone().requires_grad_(True)
+    R.tukey(fixed, y, scale=s).backward()
+    torch.testing.assert_close(x.grad, fixed.grad)  # the default's gradient is that of the fixed-scale loss
+
+
+# ------------------------------------------------------------------------------------------------------ noisy labels
+
+
+def _p(z):
+    return F.softmax(z, 1)
+
+
+def test_nce_rce_by_hand_and_against_the_authors_formula():
+    p = _p(Z)
+    logp = p.log()
+    nce = logp[range(6), Y] / logp.sum(1)
+    rce = 4.0 * (1 - p[range(6), Y])
+    torch.testing.assert_close(N.nce_rce(Z, Y, reduction="none"), nce + 10.0 * rce)
+    # the released code: RCE against a one-hot clamped at 1e-4 (log_zero = log 1e-4), predictions clamped at 1e-7
+    one_hot = F.one_hot(Y, 4).double().clamp(1e-4, 1.0)
+    code_rce = -(p.clamp(1e-7, 1.0) * one_hot.log()).sum(1)
+    torch.testing.assert_close(N.nce_rce(Z, Y, log_zero=math.log(1e-4)), (nce + 10.0 * code_rce).mean())
+    assert (nce > 0).all() and (nce <= 1).all()
+
+
+def test_nfl_rce_by_hand():
+    p = _p(Z)
+    fl = -((1 - p) ** 0.5) * p.log()
+    nfl = fl[range(6), Y] / fl.sum(1)
+    torch.testing.assert_close(N.nfl_rce(Z, Y, reduction="none"), nfl + 10.0 * 4.0 * (1 - p[range(6), Y]))
+    torch.testing.assert_close(N.nfl_rce(Z, Y, gamma=0.0, beta=0.0), N.nce_rce(Z, Y, beta=0.0))  # gamma 0: NFL is NCE
+
+
+def test_agce_by_hand():
+    p_y = _p(Z)[range(6), Y]
+    torch.testing.assert_close(N.agce(Z, Y, reduction="none"), ((4 + 1) ** 0.2 - (4 + p_y) ** 0.2) / 0.2)
+    certain = torch.full((1, 4), -50.0, dtype=torch.float64)
+    certain[0, 2] = 50.0
+    assert N.agce(certain, torch.tensor([2])).item() == pytest.approx(0.0, abs=1e-12)
+    assert N.agce(-certain, torch.tensor([2])).item() <= ((5**0.2) - 4**0.2) / 0.2 + 1e-12
+
+
+def test_bootstrap_ce_by_hand_and_its_detached_target():
+    p = _p(Z)
+    expected = -(0.95 * F.one_hot(Y, 4) + 0.05 * p) * p.log()
+    torch.testing.assert_close(N.bootstrap_ce(Z, Y, reduction="none"), expected.sum(1))
+    torch.testing.assert_close(N.bootstrap_ce(Z, Y, beta=1.0), F.cross_entropy(Z, Y))
+    a, b = Z.clone().requires_grad_(True), Z.clone().requires_grad_(True)
+    N.bootstrap_ce(a, Y).backward()
+    soft_target = (0.95 * F.one_hot(Y, 4) + 0.05 * _p(Z)).detach()
+    F.cross_entropy(b, soft_target).backward()  # CE against a constant soft target
+    torch.testing.assert_close(a.grad, b.grad)
+    c = Z.clone().requires_grad_(True)
+    N.bootstrap_ce(c, Y, detach=False).backward()
+    assert not torch.allclose(c.grad, a.grad)
+
+
+# --------------------------------------------------------------------------------------------------------- long tail
+
+
+def test_logit_adjusted_ce_is_balanced_softmax_at_tau_1():
+    prior = COUNTS / COUNTS.sum()
+    torch.testing.assert_close(LT.logit_adjusted_ce(Z, Y, class_counts=COUNTS), F.cross_entropy(Z + prior.log(), Y))
+    n = COUNTS.double()
+    balanced = -torch.log(n[Y] * Z.exp()[range(6), Y] / (n * Z.exp()).sum(1))
+    torch.testing.assert_close(LT.logit_adjusted_ce(Z, Y, class_counts=COUNTS, reduction="none"), balanced)
+    torch.testing.assert_close(LT.logit_adjusted_ce(Z, Y, class_counts=COUNTS, tau=0.0), F.cross_entropy(Z, Y))
+    with pytest.raises(ValueError, match="needs class_counts"):
+        LT.logit_adjusted_ce(Z, Y)
+    with pytest.raises(ValueError, match="3 values for 4 classes"):
+        LT.logit_adjusted_ce(Z, Y, class_counts=[1.0, 2.0, 3.0])
+
+
+def test_ldam_margins_and_deferred_weights():
+    m = COUNTS.double() ** -0.25
+    m = m * 0.5 / m.max()
+    assert m[3] == pytest.approx(0.5) and m[0] == pytest.approx(0.5 * (4 / 500) ** 0.25)
+    shifted = 30 * (Z - F.one_hot(Y, 4) * m)
+    torch.testing.assert_close(LT.ldam(Z, Y, class_counts=COUNTS), F.cross_entropy(shifted, Y))
+    w = LT.effective_number_weights(COUNTS, 0.9999)
+    raw = (1 - 0.9999) / (1 - 0.9999 ** COUNTS.double())
+    torch.testing.assert_close(w, raw * 4 / raw.sum())
+    torch.testing.assert_close(LT.ldam(Z, Y, class_counts=COUNTS, drw=True, progress=0.79), F.cross_entropy(shifted, Y))
+    torch.testing.assert_close(LT.ldam(Z, Y, class_counts=COUNTS, drw=True, progress=0.8), F.cross_entropy(shifted, Y, weight=w))
+    module = losses.get("ldam", class_counts=COUNTS, drw=True)
+    module.start_epoch(160, 200)  # 0-based epoch 159: still unweighted
+    torch.testing.assert_close(module(Z, Y), F.cross_entropy(shifted, Y))
+    module.start_epoch(161, 200)  # the paper's epoch 160 (0-based): weights on
+    torch.testing.assert_close(module(Z, Y), F.cross_entropy(shifted, Y, weight=w))
+
+
+def test_the_harness_passes_counts_and_starts_each_epoch(make_cfg):
+    from harness.criterion import build_criterion
+
+    criterion = build_criterion(make_cfg("data=mnist", "loss=ldam", "loss.drw=true"), "multiclass", 4, [500, 100, 20, 4])
+    torch.testing.assert_close(criterion.module.class_counts, COUNTS)
+    la = build_criterion(make_cfg("data=mnist", "loss=logit_adjusted_ce"), "multiclass", 4, [500, 100, 20, 4])
+    torch.testing.assert_close(la.module(Z.float(), Y), LT.logit_adjusted_ce(Z.float(), Y, class_counts=COUNTS))
+
+
+# ------------------------------------------------------------------------------------------------------ segmentation
+
+
+def test_topk_ce_is_the_mean_of_the_hardest_pixels():
+    x, y = torch.randn(2, 3, 10, 10, generator=g, dtype=torch.float64), torch.randint(0, 3, (2, 10, 10), generator=g)
+    per_pixel = F.cross_entropy(x, y, reduction="none").reshape(-1).sort(descending=True).values
+    torch.testing.assert_close(S.topk_ce(x, y), per_pixel[:20].mean())  # 10% of 200 pixels
+    torch.testing.assert_close(S.topk_ce(x, y, k=100.0), F.cross_entropy(x, y))
+    torch.testing.assert_close(S.topk_ce(x, y, k=2.5), per_pixel[:5].mean())  # ceil(2.5% of 200)
+    torch.testing.assert_close(S.dice_topk(x, y, topk_weight=0.5), S.dice(x, y) + 0.5 * S.topk_ce(x, y))
+
+
+def test_mcc_by_hand_and_against_smp():
+    x = torch.randn(2, 1, 6, 6, generator=g, dtype=torch.float64)
+    y = (torch.rand(2, 1, 6, 6, generator=g) > 0.5).double()
+    p = torch.sigmoid(x)
+    tp, tn = (p * y).sum() + 1e-5, ((1 - p) * (1 - y)).sum() + 1e-5
+    fp, fn = (p * (1 - y)).sum() + 1e-5, ((1 - p) * y).sum() + 1e-5
+    expected = 1 - (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    torch.testing.assert_close(S.mcc(x, y), expected)
+    assert S.mcc(100 * (2 * y - 1), y).item() == pytest.approx(0.0, abs=1e-6)
+    assert S.mcc(-100 * (2 * y - 1), y).item() == pytest.approx(2.0, abs=1e-6)
+    smp_losses = pytest.importorskip("segmentation_models_pytorch.losses", reason="needs segmentation-models-pytorch (the test extra)")
+    torch.testing.assert_close(S.mcc(p, y, from_logits=False), smp_losses.MCCLoss()(p, y))  # smp takes probabilities
+
+
+def test_forward_corrected_ce_by_hand_and_from_the_injected_noise(make_cfg):
+    T = N.uniform_noise_matrix(0.3, 4).double()
+    assert torch.allclose(T.sum(1), torch.ones(4, dtype=torch.float64)) and T[0, 0] == pytest.approx(0.7) and T[0, 1] == pytest.approx(0.1)
+    p = _p(Z)
+    torch.testing.assert_close(N.forward_corrected_ce(Z, Y, noise_matrix=T, reduction="none"), -torch.log((p @ T)[range(6), Y]))
+    torch.testing.assert_close(N.forward_corrected_ce(Z, Y, noise_matrix=torch.eye(4)), F.cross_entropy(Z, Y))
+    with pytest.raises(ValueError, match="needs noise_matrix"):
+        N.forward_corrected_ce(Z, Y)
+    from harness.criterion import build_criterion
+    from harness.errors import ConfigError
+
+    criterion = build_criterion(make_cfg("data=mnist", "loss=forward_corrected_ce", "data.label_noise=0.3"), "multiclass", 4,
+                                [1, 1, 1, 1], N.uniform_noise_matrix(0.3, 4))
+    torch.testing.assert_close(criterion.module(Z.float(), Y), N.forward_corrected_ce(Z.float(), Y, noise_matrix=T.float()))
+    with pytest.raises(ConfigError, match="set data.label_noise"):
+        build_criterion(make_cfg("data=mnist", "loss=forward_corrected_ce"), "multiclass", 4, [1, 1, 1, 1])
+    from harness.config import validate
+
+    with pytest.raises(ConfigError, match=r"loss=forward_corrected_ce needs the label noise matrix: set data.label_noise"):
+        validate(make_cfg("data=mnist", "loss=forward_corrected_ce"))  # before any data is built
+    validate(make_cfg("data=mnist", "loss=forward_corrected_ce", "data.label_noise=0.2"))
+
+
+def test_fit_tells_a_scheduled_loss_each_epoch(make_cfg, tmp_path):
+    from fixtures import write_idx_dataset
+    from harness.data import build_data
+    from harness.models import build_model
+    from harness.train import fit
+
+    write_idx_dataset(tmp_path / "MNIST" / "raw")
+    cfg = make_cfg("data=mnist", f"data.root={tmp_path}", "data.download=false", "loss=ldam", "loss.drw=true",
+                   "trainer.epochs=3", "trainer.batch_size=64")
+    data = build_data(cfg.data, cfg.seed)
+    from harness.criterion import build_criterion
+
+    criterion = build_criterion(cfg, "multiclass", data.num_classes, data.class_counts())
+    seen = []
+    original = criterion.module.start_epoch
+    criterion.module.start_epoch = lambda epoch, epochs: (seen.append((epoch, epochs)), original(epoch, epochs))
+    fit(build_model(cfg.model, data, criterion.num_outputs), criterion, data, cfg)
+    assert seen == [(1, 3), (2, 3), (3, 3)] and criterion.module.params["progress"] == pytest.approx(2 / 3)
