@@ -396,6 +396,7 @@ def dice_ce(
     smooth_dr: float | None = None,
     squared: bool = False,
     per_image: bool = False,
+    from_logits: bool = True,
     include_background: bool = True,
     average: str = "all",
     weight: Tensor | None = None,
@@ -415,12 +416,12 @@ def dice_ce(
         raise ValueError("loss 'dice_ce' supports reduction='mean' only")
     d = dice(
         input, target, mode="multiclass", smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-        per_image=per_image, include_background=include_background, average=average, weight=weight,
-        weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+        per_image=per_image, from_logits=from_logits, include_background=include_background, average=average,
+        weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
     )
     c = ce(
-        input, target, weight=None if weight is None else torch.as_tensor(weight), label_smoothing=label_smoothing,
-        ignore_index=ignore_index,
+        input, target, from_logits=from_logits, weight=None if weight is None else torch.as_tensor(weight),
+        label_smoothing=label_smoothing, ignore_index=ignore_index,
     )
     return dice_weight * d + ce_weight * c
 
@@ -446,6 +447,7 @@ def dice_focal(
     smooth_dr: float | None = None,
     squared: bool = False,
     per_image: bool = False,
+    from_logits: bool = True,
     include_background: bool = True,
     average: str = "all",
     weight: Tensor | None = None,
@@ -466,19 +468,19 @@ def dice_focal(
         raise ValueError("loss 'dice_focal' supports reduction='mean' only")
     d = dice(
         input, target, mode=mode, smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-        per_image=per_image, include_background=include_background, average=average, weight=weight,
-        weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
+        per_image=per_image, from_logits=from_logits, include_background=include_background, average=average,
+        weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
     )
     if infer_mode("dice_focal", input, target, mode) == "multiclass":
         if target.shape == input.shape:
             raise ValueError("loss 'dice_focal': multiclass mode takes class-index targets")
         f = categorical_focal(
-            input, target, alpha=alpha, gamma=gamma, weight=None if weight is None else torch.as_tensor(weight),
+            input, target, alpha=alpha, gamma=gamma, from_logits=from_logits, weight=None if weight is None else torch.as_tensor(weight),
             ignore_index=-100 if ignore_index is None else ignore_index,
         )
     else:
         x, t = _sigmoid_layout("dice_focal", input, target, mode)
-        f = focal(x, t, alpha=alpha, gamma=gamma, weight=_channel_weight(weight, x), ignore_index=ignore_index)
+        f = focal(x, t, alpha=alpha, gamma=gamma, from_logits=from_logits, weight=_channel_weight(weight, x), ignore_index=ignore_index)
     return dice_weight * d + focal_weight * f
 
 

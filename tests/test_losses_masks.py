@@ -323,3 +323,16 @@ def test_region_losses_agree_on_cpu_and_cuda(name, mode, void):
         half = fn(x.cuda().bfloat16(), y.cuda(), **kw)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half.cpu(), fn(x.bfloat16().float(), y, **kw), rtol=2e-3, atol=2e-3)
+
+
+def test_compounds_take_probabilities():
+    x, y = _multiclass_with_absent_class(6)
+    p = F.softmax(x, 1)
+    torch.testing.assert_close(
+        S.dice_ce(p, y, from_logits=False), S.dice(p, y, from_logits=False) + M.ce(p, y, from_logits=False)
+    )
+    xb, yb = x[:, :1], (y[:, None] > 0).double()
+    pb = torch.sigmoid(xb)
+    torch.testing.assert_close(
+        S.dice_focal(pb, yb, from_logits=False), S.dice(pb, yb, from_logits=False) + B.focal(pb, yb, alpha=None, from_logits=False)
+    )
