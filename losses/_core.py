@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 TASKS = ("regression", "binary", "multiclass", "segmentation", "adversarial")  # the harness trains the first four
-INPUTS = ("values", "logits", "probabilities")
+INPUTS = ("values", "logits", "probabilities", "mean_variance")  # mean_variance: (..., 2) mean and raw variance
 TARGETS = ("float", "binary", "index", "one_hot", "mask", "none")  # none: the loss takes no target (GAN generator)
 REDUCTIONS = ("mean", "sum", "none")
 

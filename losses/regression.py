@@ -397,3 +397,51 @@ def tukey(
     u2 = (r / s).square() / (c * c)
     rho = (c * c / 6.0) * (1.0 - (1.0 - u2.clamp_max(1.0)) ** 3)
     return reduce(rho, reduction, weight)
+
+
+# ------------------------------------------------------------------------------------------- heteroscedastic
+# The model emits two numbers per target, ``input[..., 0]`` the mean and ``input[..., 1]`` a raw variance mapped to
+# ``softplus(raw) + MIN_VARIANCE``; ``target`` has the shape ``input.shape[:-1]``.
+
+MIN_VARIANCE = 1e-6
+_HETERO = dict(tasks=("regression",), input="mean_variance", target="float")
+
+
+def mean_and_variance(input: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean and the variance a ``mean_variance`` output encodes (the harness's metrics read them here too)."""
+    x = as_float(input)
+    return x[..., 0], F.softplus(x[..., 1]) + MIN_VARIANCE
+
+
+def _hetero(name: str, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    if input.shape[-1:] != (2,) or input.shape[:-1] != target.shape:
+        raise ValueError(
+            f"loss '{name}' takes a mean and a raw variance per target: input (..., 2) with target (...), got input "
+            f"{tuple(input.shape)} and target {tuple(target.shape)}"
+        )
+    mean, var = mean_and_variance(input)
+    return mean, var, as_float(target).to(mean.dtype)
+
+
+@register("gaussian_nll", aliases=("heteroscedastic_nll",), **_HETERO)
+def gaussian_nll(input: Tensor, target: Tensor, *, full: bool = False, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Gaussian negative log-likelihood ``0.5 (log var + (y - mean)**2 / var)`` of a predicted mean and variance
+    (Nix & Weigend 1994), ``torch.nn.functional.gaussian_nll_loss``'s convention (``full=True`` adds
+    ``0.5 log(2 pi)``). The model says which points it does not trust: a large variance discounts their residual."""
+    mean, var, target = _hetero("gaussian_nll", input, target)
+    loss = 0.5 * (torch.log(var) + (target - mean).square() / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return reduce(loss, reduction, weight)
+
+
+@register("beta_nll", constraints={"beta": in_range(0.0, 1.0)}, **_HETERO)
+def beta_nll(
+    input: Tensor, target: Tensor, *, beta: float = 0.5, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """beta-NLL (Seitzer et al. 2022): the Gaussian NLL of each point times ``var**beta`` taken without gradient,
+    so that points with a large predicted variance still pull the mean (``beta = 0`` is ``gaussian_nll``; ``beta =
+    1`` gives the mean the gradient of MSE). Default 0.5, the paper's."""
+    mean, var, target = _hetero("beta_nll", input, target)
+    loss = 0.5 * (torch.log(var) + (target - mean).square() / var)
+    return reduce(loss * var.detach() ** beta if beta else loss, reduction, weight)

@@ -30,9 +30,9 @@ DATA_ARGS.update({s.name: {"noise_matrix": losses.noisy_labels.uniform_noise_mat
 
 
 # Quantities a loss takes from each batch without gradient by convention (tukey's MAD scale, bootstrap_ce's own
-# prediction in its target): gradcheck of the formula with them fixed or differentiated; the convention itself is
-# checked in tests/test_losses_round3.py.
-FIXED_FOR_GRADCHECK = {"tukey": {"scale": 1.3}, "bootstrap_ce": {"detach": False}}
+# prediction in its target, beta_nll's var**beta): gradcheck of the formula with them fixed or differentiated;
+# tests/test_losses_round3.py checks each convention.
+FIXED_FOR_GRADCHECK = {"tukey": {"scale": 1.3}, "bootstrap_ce": {"detach": False}, "beta_nll": {"beta": 0.0}}
 
 
 def loss_spec(name: str):
@@ -54,6 +54,8 @@ def reductions(spec) -> tuple[str, ...]:
 def example(spec, dtype=torch.float64, seed=0, mode=None):
     """``(input, target)`` typical of the loss: regression values, binary scores, class scores, or masks."""
     g = torch.Generator().manual_seed(seed)
+    if spec.input == "mean_variance":  # a mean and a raw variance per target
+        return torch.randn(8, 3, 2, generator=g, dtype=dtype), torch.randn(8, 3, generator=g, dtype=dtype)
     if spec.target == "float":
         x = torch.randn(8, 3, generator=g, dtype=dtype)
         y = torch.randn(8, 3, generator=g, dtype=dtype)
@@ -82,6 +84,8 @@ def num_classes(x) -> int:
 
 def class_weight(spec, x, y):
     """A weight in the form the loss takes: per-class for class targets, elementwise for values."""
+    if spec.input == "mean_variance":
+        return torch.rand(y.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype) + 0.5
     if spec.target in ("float", "binary", "none") and spec.tasks != ("segmentation",):  # dice_bce: per class
         return torch.rand(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype) + 0.5
     return torch.rand(num_classes(x), generator=torch.Generator().manual_seed(1), dtype=x.dtype) + 0.5
@@ -163,9 +167,17 @@ def test_gradcheck_float64(name):
     assert torch.autograd.gradcheck(lambda inp: spec.fn(inp, y, **fixed), (x,), eps=1e-6, atol=1e-5)
 
 
+def values_input(spec, values):
+    """``values`` as the loss's input: for a ``mean_variance`` loss, the mean with a raw variance of 0."""
+    return torch.stack([values, torch.zeros_like(values)], -1) if spec.input == "mean_variance" else values
+
+
 def extreme_inputs(spec):
-    """Saturated logits (+-100) for scores, residuals of 1e4 for values, empty masks for region losses."""
+    """Saturated logits (+-100) for scores, residuals of 1e4 for values (and raw variances of +-100 for a
+    predicted variance), empty masks for region losses."""
     x, y = example(spec, torch.float32)
+    if spec.input == "mean_variance":
+        return [(torch.stack([y + 1e4, torch.full_like(y, v)], -1), y) for v in (-100.0, 0.0, 100.0)]
     if spec.target == "float":
         return [(x + 1e4 if spec.name in POSITIVE_INPUT else y + 1e4, y), (y - 1e4 if spec.name not in POSITIVE_INPUT else x * 1e-9, y)]
     signs = torch.where(torch.randn(x.shape, generator=torch.Generator().manual_seed(5)) > 0, 1.0, -1.0)
@@ -210,13 +222,13 @@ def test_minimum_at_the_target(name):
     spec = loss_spec(name)
     x, y = example(spec)
     if spec.target == "float":
-        at_target = spec.fn(y.clamp_min(0.1) if spec.name in POSITIVE_INPUT else y, y.clamp_min(0.1) if spec.name in POSITIVE_INPUT else y)
         target = y.clamp_min(0.1) if spec.name in POSITIVE_INPUT else y
+        at_target = spec.fn(values_input(spec, target), target)
         for scale in (1e-3, 0.1, 1.0):
             away = target + scale * torch.randn(target.shape, generator=torch.Generator().manual_seed(2), dtype=y.dtype)
             if spec.name in POSITIVE_INPUT:
                 away = away.clamp_min(0.05)
-            assert spec.fn(away, target) >= at_target - 1e-12
+            assert spec.fn(values_input(spec, away), target) >= at_target - 1e-12
         return
     good, bad = spec.fn(confident(x, y, spec, True), y), spec.fn(confident(x, y, spec, False), y)
     uniform = spec.fn(torch.zeros_like(x), y)

@@ -24,6 +24,8 @@ CANDIDATES = [-1, -1.0, -1e-3, 0, 0.0, 0.5, 1, 1.0, 2.0, 3, 5.0, 1e9, -math.inf,
 def small_example(spec):
     """Small valid ``(input, target)`` for the loss, so that only the argument under test can fail."""
     g = torch.Generator().manual_seed(0)
+    if spec.input == "mean_variance":
+        return torch.randn(6, 2, generator=g), torch.rand(6, generator=g)
     if spec.target == "float":
         return torch.rand(6, generator=g) + 0.1, torch.rand(6, generator=g) + 0.1  # positive: msle, poisson
     if spec.target == "none":

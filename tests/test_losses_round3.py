@@ -227,3 +227,48 @@ def test_fit_tells_a_scheduled_loss_each_epoch(make_cfg, tmp_path):
     criterion.module.start_epoch = lambda epoch, epochs: (seen.append((epoch, epochs)), original(epoch, epochs))
     fit(build_model(cfg.model, data, criterion.num_outputs), criterion, data, cfg)
     assert seen == [(1, 3), (2, 3), (3, 3)] and criterion.module.params["progress"] == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------------------------- heteroscedastic
+
+
+def test_gaussian_nll_equals_torch_and_beta_nll_its_formula():
+    x = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(20, generator=g, dtype=torch.float64)
+    mean, var = R.mean_and_variance(x)
+    torch.testing.assert_close(var, F.softplus(x[:, 1]) + 1e-6)
+    torch.testing.assert_close(R.gaussian_nll(x, y), F.gaussian_nll_loss(mean, y, var))
+    torch.testing.assert_close(R.gaussian_nll(x, y, full=True), F.gaussian_nll_loss(mean, y, var, full=True))
+    nll = 0.5 * (var.log() + (y - mean) ** 2 / var)
+    torch.testing.assert_close(R.beta_nll(x, y, reduction="none"), nll * var**0.5)
+    torch.testing.assert_close(R.beta_nll(x, y, beta=0.0), R.gaussian_nll(x, y))
+    a = x.clone().requires_grad_(True)
+    R.beta_nll(a, y, beta=1.0, reduction="sum").backward()
+    torch.testing.assert_close(a.grad[:, 0], mean - y)  # beta = 1: the mean gets the gradient of 0.5 (y - mean)**2
+    with pytest.raises(ValueError, match=r"input \(\.\.\., 2\) with target \(\.\.\.\)"):
+        R.gaussian_nll(torch.randn(20), y)
+
+
+def test_regression_with_a_predicted_variance_reports_nll_and_interval_coverage():
+    from harness import tasks
+
+    task = tasks.get("regression")
+    assert task.num_outputs(losses.spec("gaussian_nll"), None) == 2 and task.num_outputs(losses.spec("mse"), None) == 1
+    target = torch.tensor([0.0, 0.5, -1.5, 3.0], dtype=torch.float64)
+    raw = torch.full((4,), math.log(math.e - 1), dtype=torch.float64)  # softplus(raw) = 1: sd 1
+    out = torch.stack([torch.zeros(4, dtype=torch.float64), raw], 1)
+    m = task.compute(out, target, None)
+    var = 1.0 + 1e-6
+    assert m["rmse"] == pytest.approx(float(target.square().mean().sqrt()))
+    assert m["nll"] == pytest.approx(float((0.5 * (math.log(2 * math.pi * var) + target**2 / var)).mean()))
+    assert m["coverage_68"] == pytest.approx(0.5) and m["coverage_95"] == pytest.approx(0.75)  # |z| 0, 0.5 | 1.5 | 3
+    assert m["interval_error"] == pytest.approx((abs(0.5 - 0.6827) + abs(0.75 - 0.9545)) / 2)
+    assert "nll" not in task.compute(out[:, 0], target, None)
+
+
+def test_heteroscedastic_run_end_to_end(make_cfg):
+    from harness.run import execute
+
+    result = execute(make_cfg("data=outliers", "loss=gaussian_nll", "model=mlp", "trainer.epochs=5"))
+    assert {"rmse", "nll", "coverage_68", "coverage_95", "interval_error"} <= set(result.test)
+    assert math.isfinite(result.test["nll"]) and 0 <= result.test["coverage_95"] <= 1
