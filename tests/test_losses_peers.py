@@ -273,3 +273,21 @@ def test_binary_focal_equals_smp_and_torchvision(ignore):
     x, y = make("binary", "2d")
     agree(lambda a, t: B.focal(a, t, alpha=None), lambda b, t: sigmoid_focal_loss(b, t, alpha=-1, reduction="mean"), x, y)
     agree(lambda a, t: B.focal(a, t), lambda b, t: sigmoid_focal_loss(b, t, reduction="mean"), x, y)
+
+
+@pytest.mark.filterwarnings("ignore:single channel prediction")
+@pytest.mark.parametrize("mode,dims", list(itertools.product(("binary", "multiclass", "multilabel"), SHAPES)))
+@pytest.mark.parametrize("include_background", [False, True])
+@pytest.mark.parametrize("case", ["plain", "empty_mask"])
+def test_hausdorff_dt_equals_monai(mode, dims, include_background, case):
+    """Distance maps in float32 on both sides (MONAI casts them): agreement to 1e-6 relative."""
+    x, y = make(mode, dims, empty_mask=case == "empty_mask")
+    for per_image in (False, True):
+        theirs = monai_losses.HausdorffDTLoss(**monai_act(mode), include_background=include_background, batch=not per_image)
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ours = S.hausdorff_dt(a, y, mode=mode, include_background=include_background, per_image=per_image)
+        ref = theirs(b, monai_target(mode, y))
+        torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-9)
+        ours.backward()
+        ref.backward()
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-9)

@@ -272,3 +272,13 @@ def test_heteroscedastic_run_end_to_end(make_cfg):
     result = execute(make_cfg("data=outliers", "loss=gaussian_nll", "model=mlp", "trainer.epochs=5"))
     assert {"rmse", "nll", "coverage_68", "coverage_95", "interval_error"} <= set(result.test)
     assert math.isfinite(result.test["nll"]) and 0 <= result.test["coverage_95"] <= 1
+
+
+def test_distance_to_boundary_by_hand():
+    mask = torch.zeros(1, 1, 1, 6)
+    mask[..., 2:4] = 1  # 0 0 1 1 0 0
+    torch.testing.assert_close(S.distance_to_boundary(mask)[0, 0, 0], torch.tensor([2.0, 1.0, 1.0, 1.0, 1.0, 2.0]))
+    assert S.distance_to_boundary(torch.ones(1, 1, 3, 3)).abs().sum() == 0  # no boundary: 0 everywhere
+    x = torch.full((1, 1, 1, 6), -20.0)
+    x[..., 2:4] = 20.0  # the prediction equals the mask: no error, no loss
+    assert S.hausdorff_dt(x, mask).item() == pytest.approx(0.0, abs=1e-12)
