@@ -49,9 +49,36 @@ def _keys_of(parent: str) -> list[str] | None:
     return [str(k) for k in node.keys()] if node is not None and OmegaConf.is_dict(node) else None
 
 
+def shadowed(config_dir: str | Path) -> list[str]:
+    """The ``group/option.yaml`` files of a user's ``--config-dir`` that have the name of a built-in option: Hydra
+    composes the built-in one for them, so the user's would be ignored without a word."""
+    root = Path(config_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        str(path.relative_to(root)) for path in root.glob("*/*.yaml") if (Path(CONF_DIR) / path.relative_to(root)).is_file()
+    )
+
+
+def _warn_shadowed() -> None:
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args()
+    for name in shadowed(args.config_dir) if args.config_dir else []:
+        group, option = name.split("/")[0], Path(name).stem
+        print(
+            f"warning: --config-dir {args.config_dir}: {name} has the name of a built-in option, and Hydra uses the "
+            f"built-in one; rename yours (e.g. {group}/my_{option}.yaml)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main() -> None:
     """Hydra's main, except that a config Hydra cannot compose (an unknown option or key) is one line naming the
-    closest valid names, with exit status 2. ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report."""
+    closest valid names, with exit status 2, and that options of a ``--config-dir`` that built-in ones shadow are
+    named in a warning. ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report."""
+    _warn_shadowed()
     user_full = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us instead of Hydra's exit(1)
     try:

@@ -164,3 +164,18 @@ def test_a_subset_standing_in_for_the_real_dataset_is_said_and_tagged(tmp_path):
     (inp,) = run.inputs.dataset_inputs
     profile = json.loads(inp.dataset.profile)
     assert profile["num_classes"] == 10 and sum(profile["class_counts"]) == profile["train"]
+
+
+def test_a_config_dir_option_named_like_a_builtin_one_is_named_in_a_warning(tmp_path):
+    """Hydra composes the built-in option for a same-named file of a --config-dir, ignoring the user's without a
+    word; the harness names each such file before the run."""
+    (tmp_path / "conf" / "loss").mkdir(parents=True)
+    (tmp_path / "conf" / "loss" / "huber.yaml").write_text("name: huber\ndelta: 7.5\n")
+    (tmp_path / "conf" / "loss" / "my_huber.yaml").write_text("name: huber\ndelta: 7.5\n")
+    done = harness_cli(tmp_path, "--config-dir", "conf", "data=outliers", "loss=huber", "--cfg", "job")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning:") == 1
+    assert "loss/huber.yaml has the name of a built-in option, and Hydra uses the built-in one; rename yours (e.g. loss/my_huber.yaml)" in done.stderr
+    assert "delta: 1.0" in done.stdout  # the built-in, as the warning says
+    mine = harness_cli(tmp_path, "--config-dir", "conf", "data=outliers", "loss=my_huber", "--cfg", "job")
+    assert "warning:" in mine.stderr and "delta: 7.5" in mine.stdout  # the renamed one is used
