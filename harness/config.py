@@ -20,7 +20,7 @@ import losses
 from . import models, optim, tasks
 from .data import DataBundle, get_dataset
 from .errors import ConfigError
-from .loss_config import loss_name, loss_params, loss_spec, target_of
+from .loss_config import loss_name, loss_params, loss_spec, missing_noise_matrix, target_of
 from .user_code import import_modules, import_object
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -212,11 +212,9 @@ def validate(cfg: DictConfig) -> None:
         )
     classes = num_classes_of(cfg)
     check_compatible(spec, cfg, classes)
-    if "noise_matrix" in spec.params and cfg.loss.get("noise_matrix") is None and not (cfg.data.get("label_noise") or 0) > 0:
-        raise ConfigError(
-            f"loss={spec.name} needs the label noise matrix: set data.label_noise (the harness then knows it) or "
-            "loss.noise_matrix (C x C rows)"
-        )
+    problem = missing_noise_matrix(spec, cfg)
+    if problem:
+        raise ConfigError(problem)
     _check_model(cfg, task, None)
     if not task.classification and cfg.data.get("class_weights") is not None:
         raise ConfigError(f"data.class_weights applies to classification data, not data={cfg.data.name}")

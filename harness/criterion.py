@@ -26,7 +26,7 @@ from losses.long_tail import effective_number_weights
 
 from . import tasks
 from .errors import ConfigError
-from .loss_config import build_user_loss, loss_params, loss_spec, target_of
+from .loss_config import build_user_loss, loss_params, loss_spec, missing_noise_matrix, target_of
 from .user_code import one_line
 
 
@@ -115,8 +115,8 @@ def build_criterion(
     if "noise_matrix" in spec.params and params.get("noise_matrix") is None:  # forward correction: the injected noise
         if noise_matrix is None:
             raise ConfigError(
-                f"loss={spec.name} needs the label noise matrix: set data.label_noise (the harness then knows it) "
-                "or loss.noise_matrix (C x C rows)"
+                missing_noise_matrix(spec, cfg)
+                or f"loss={spec.name} needs the label noise matrix, and data={cfg.data.name} gives none: set loss.noise_matrix"
             )
         params["noise_matrix"] = noise_matrix.float()
     elif "noise_matrix" in spec.params and not isinstance(params["noise_matrix"], Tensor):

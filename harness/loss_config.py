@@ -124,3 +124,14 @@ def build_user_loss(spec: LossSpec, params: dict[str, Any]) -> UserLoss:
         return UserLoss(obj(**params))
     except (TypeError, ValueError) as err:  # wrong keywords, or the loss's own argument checks
         raise ConfigError(f"loss._target_={spec.name}: its arguments {params} do not fit: {type(err).__name__}: {one_line(err)}") from None
+
+
+def missing_noise_matrix(spec: LossSpec, cfg: DictConfig) -> str | None:
+    """Why a loss that takes ``noise_matrix`` (forward correction) cannot run with ``cfg``: neither
+    ``loss.noise_matrix`` nor label noise the harness injects (``data.label_noise``), hence no matrix; else ``None``."""
+    if "noise_matrix" not in spec.params or cfg.loss.get("noise_matrix") is not None or (cfg.data.get("label_noise") or 0) > 0:
+        return None
+    return (
+        f"loss={spec.name} needs the label noise matrix: set data.label_noise (the harness then knows it) or "
+        "loss.noise_matrix (C x C rows)"
+    )

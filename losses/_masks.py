@@ -38,13 +38,14 @@ WEIGHT_NORM = one_of(*WEIGHT_NORMS)
 class Masks:
     """Flattened ``(N, C, S)`` tensors of one call: ``p`` probabilities, ``g`` target (one-hot for multiclass index
     targets), ``x`` the input as given; ``p`` and ``g`` are zero at ignored pixels, where ``valid`` (broadcastable
-    to ``(N, C, S)``, or ``None`` without ``ignore_index``) is zero."""
+    to ``(N, C, S)``, or ``None`` without ``ignore_index``) is zero. ``spatial``: the pixel grid ``S`` flattens."""
 
     mode: str
     p: Tensor
     g: Tensor
     x: Tensor
     valid: Tensor | None
+    spatial: tuple[int, ...]
 
 
 def infer_mode(name: str, input: Tensor, target: Tensor, mode: str | None) -> str:
@@ -138,7 +139,7 @@ def masks(
     if valid is not None:
         valid = valid.to(x.dtype).reshape(n, valid.shape[1], -1)
         p, g = p.reshape(n, c, -1) * valid, g.reshape(n, c, -1) * valid
-    return Masks(mode, p.reshape(n, c, -1), g.reshape(n, c, -1), x.reshape(n, c, -1), valid)
+    return Masks(mode, p.reshape(n, c, -1), g.reshape(n, c, -1), x.reshape(n, c, -1), valid, tuple(x.shape[2:]))
 
 
 def counts(m: Masks, per_image: bool, squared: bool = False) -> tuple[Tensor, Tensor, Tensor]:
@@ -194,4 +195,4 @@ def select_classes(m: Masks, include_background: bool) -> Masks:
     if include_background or m.p.shape[1] == 1:
         return m
     valid = m.valid if m.valid is None or m.valid.shape[1] == 1 else m.valid[:, 1:]
-    return Masks(m.mode, m.p[:, 1:], m.g[:, 1:], m.x[:, 1:], valid)
+    return Masks(m.mode, m.p[:, 1:], m.g[:, 1:], m.x[:, 1:], valid, m.spatial)

@@ -624,11 +624,12 @@ def hausdorff_dt(
     two Euclidean distance transforms per image and class on the CPU, and a host sync, at every step.
     ``reduction='none'``: per class ``(C,)``, or ``(N, C)`` per image.
     """
-    full = masks("hausdorff_dt", input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, check_target=check_target)
-    m = select_classes(full, include_background)
-    spatial = input.shape[2:] if full.x.shape[1] == input.shape[1] and input.ndim > 2 else input.shape[1:]
+    m = select_classes(
+        masks("hausdorff_dt", input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, check_target=check_target),
+        include_background,
+    )
     n, c = m.p.shape[:2]
-    p, g = m.p.reshape(n, c, *spatial), m.g.reshape(n, c, *spatial)
+    p, g = m.p.reshape(n, c, *m.spatial), m.g.reshape(n, c, *m.spatial)
     distance = distance_to_boundary(p).to(p.dtype) ** alpha + distance_to_boundary(g).to(p.dtype) ** alpha
     per_pixel = ((p - g).square() * distance).reshape(n, c, -1)
     dims = (2,) if per_image else (0, 2)
