@@ -91,6 +91,7 @@ RULES: dict[str, Rule] = {
     "model.hidden": Rule("an integer >= 1 (cnn) or a list of them (mlp)", lambda v: _int(1).ok(v) or _int_list(1).ok(v)),
     "model.channels": Rule("a non-empty list of integers >= 1", lambda v: _int_list(1).ok(v) and len(v) > 0),
     "model.activation": _choice("relu", "gelu", "tanh"),
+    "model.head": _choice("linear", "cosine"),
     "model.dropout": _frac(),
     "data.n_train": _int(2),
     "data.n_val": _int(1),

@@ -13,7 +13,7 @@ Losses that take ``class_counts`` (the long-tail ones, e.g. ``logit_adjusted_ce`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -58,20 +58,25 @@ class Criterion:
     weights: list[float] | None = None
     weight_form: str | None = None
     sample_weights: Tensor | None = None
+    side: dict[str, Tensor] = field(default_factory=dict)
 
     def prepare(self, output: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         return self.task.prepare(output, labels, self.num_outputs, self.spec.target)
 
-    def __call__(self, output: Tensor, labels: Tensor) -> Tensor:
+    def __call__(self, output: Tensor, labels: Tensor, index: Tensor | None = None) -> Tensor:
+        """The loss of a batch; ``index``: the batch's positions in the training split, which select its rows of
+        the precomputed ``side`` inputs (without it, a loss computes those itself)."""
         output, target = self.prepare(output, labels)
+        extra = {k: v[index] for k, v in self.side.items()} if index is not None else {}
         if self.sample_weights is not None:
-            return self.module(output, target, weight=self.sample_weights[labels].view_as(target))
-        return self.module(output, target)
+            extra["weight"] = self.sample_weights[labels].view_as(target)
+        return self.module(output, target, **extra) if extra else self.module(output, target)
 
     def to(self, device: torch.device) -> "Criterion":
         self.module = self.module.to(device)
         if self.sample_weights is not None:
             self.sample_weights = self.sample_weights.to(device)
+        self.side = {k: v.to(device) for k, v in self.side.items()}
         return self
 
     def logged_params(self) -> dict[str, str]:
@@ -81,10 +86,16 @@ class Criterion:
 
 
 def build_criterion(
-    cfg: DictConfig, task: str | tasks.Task, num_classes: int | None, counts: list[int] | None, noise_matrix: Tensor | None = None
+    cfg: DictConfig,
+    task: str | tasks.Task,
+    num_classes: int | None,
+    counts: list[int] | None,
+    noise_matrix: Tensor | None = None,
+    train_labels: Tensor | None = None,
 ) -> Criterion:
     """The configured loss for ``task``, with class weights from ``counts`` in the form the loss takes; the counts
-    themselves and the data's label ``noise_matrix`` for the losses that take them."""
+    themselves and the data's label ``noise_matrix`` for the losses that take them; the task's side inputs (a
+    boundary loss's distance maps) computed once from ``train_labels``, when given."""
     task = tasks.get(task) if isinstance(task, str) else task
     spec = loss_spec(cfg)
     outputs = task.num_outputs(spec, num_classes)
@@ -122,7 +133,8 @@ def build_criterion(
     elif "noise_matrix" in spec.params and not isinstance(params["noise_matrix"], Tensor):
         params["noise_matrix"] = torch.tensor(params["noise_matrix"], dtype=torch.float32)
     module = build_user_loss(spec, params) if target_of(cfg) else losses.get(spec.name, **params)
-    return Criterion(module, spec, task, outputs, num_classes, weights, form, sample_weights)
+    side = task.side_inputs(spec, train_labels, outputs) if train_labels is not None else {}
+    return Criterion(module, spec, task, outputs, num_classes, weights, form, sample_weights, side)
 
 
 def probe(criterion: Criterion, model: torch.nn.Module, x: Tensor, y: Tensor) -> None:

@@ -97,7 +97,28 @@ def build_model(cfg: DictConfig, data: Any, outputs: int) -> nn.Module:
     return spec.build(cfg, tuple(input_shape), outputs)
 
 
-def mlp(in_features: int, hidden: list[int], outputs: int, activation: str, dropout: float) -> nn.Sequential:
+class CosineLinear(nn.Linear):
+    """Cosine classifier: the cosine similarity of the input with each class's weight vector, in [-1, 1], no bias
+    (LDAM's ``NormedLinear``, Cao et al. 2019); a margin loss then scales it (``ldam``'s ``s``)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(nn.functional.normalize(x, dim=-1), nn.functional.normalize(self.weight, dim=-1))
+
+
+HEADS = {"linear": nn.Linear, "cosine": CosineLinear}
+
+
+def head_layer(head: str, in_features: int, outputs: int) -> nn.Module:
+    """The last layer: ``linear`` (logits) or ``cosine`` (:class:`CosineLinear`)."""
+    if head not in HEADS:
+        raise ConfigError(f"model.head={head!r} is unknown; valid: {sorted(HEADS)}")
+    return HEADS[head](in_features, outputs)
+
+
+def mlp(in_features: int, hidden: list[int], outputs: int, activation: str, dropout: float, head: str = "linear") -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
     for h in hidden:
@@ -105,11 +126,11 @@ def mlp(in_features: int, hidden: list[int], outputs: int, activation: str, drop
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
-    layers.append(nn.Linear(width, outputs))
+    layers.append(head_layer(head, width, outputs))
     return nn.Sequential(*layers)
 
 
-def cnn(in_shape: tuple[int, ...], outputs: int, channels: list[int], hidden: int, dropout: float) -> nn.Sequential:
+def cnn(in_shape: tuple[int, ...], outputs: int, channels: list[int], hidden: int, dropout: float, head: str = "linear") -> nn.Sequential:
     """Conv(3x3)-ReLU-MaxPool blocks, then a hidden linear layer: about 94k parameters for 28x28 inputs with the
     defaults (channels [32, 64], hidden 24)."""
     c, h, w = in_shape
@@ -117,7 +138,7 @@ def cnn(in_shape: tuple[int, ...], outputs: int, channels: list[int], hidden: in
     for width in channels:
         layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
         c, h, w = width, h // 2, w // 2
-    layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, outputs)]
+    layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * h * w, hidden), nn.ReLU(), head_layer(head, hidden, outputs)]
     return nn.Sequential(*layers)
 
 
@@ -164,12 +185,12 @@ def _linear(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
 
 @register_model("mlp")
 def _mlp(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
-    return mlp(math.prod(shape), list(cfg.hidden), outputs, cfg.activation, cfg.dropout)
+    return mlp(math.prod(shape), list(cfg.hidden), outputs, cfg.activation, cfg.dropout, cfg.get("head", "linear"))
 
 
 @register_model("cnn", input_rank=3, input_kind="(C, H, W images; use model=mlp or model=linear for tabular data)")
 def _cnn(cfg: DictConfig, shape: tuple[int, ...], outputs: int) -> nn.Module:
-    return cnn(shape, outputs, list(cfg.channels), cfg.hidden, cfg.dropout)
+    return cnn(shape, outputs, list(cfg.channels), cfg.hidden, cfg.dropout, cfg.get("head", "linear"))
 
 
 @register_model("unet", per_pixel=True, input_rank=3, input_kind="(C, H, W images)")

@@ -152,7 +152,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     host = build_data(cfg.data, cfg.seed)
     validate_data(cfg, host)
     counts = host.class_counts() if host.num_classes else None
-    criterion = build_criterion(cfg, task, host.num_classes, counts, host.info.get("noise_matrix")).to(device)
+    criterion = build_criterion(cfg, task, host.num_classes, counts, host.info.get("noise_matrix"), host.train.y).to(device)
     data = host.to(device)
     model = build_model(cfg.model, data, criterion.num_outputs).to(device)
     if loss_target(cfg) or models.target_of(cfg.model):

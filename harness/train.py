@@ -116,7 +116,7 @@ def fit(
             for step in range(steps_per_epoch):
                 idx = perm[step * batch_size : (step + 1) * batch_size]
                 with autocast(device, precision):
-                    loss = criterion(model(x[idx]), y[idx])
+                    loss = criterion(model(x[idx]), y[idx], idx)
                 if check_each_step:
                     value = loss.item()
                     if not math.isfinite(value):

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._core import as_float, in_range, non_negative, one_of, optional, positive, register
+from ._core import Loss, as_float, in_range, non_negative, one_of, optional, positive, register
 from ._masks import AVERAGE, MODE, WEIGHT_NORM, Masks, class_mean, counts, infer_mode, masks, micro, select_classes
 from .lovasz import lovasz  # noqa: F401  (a region loss too; its own module)
 from .binary import bce, focal
@@ -293,6 +293,11 @@ def generalized_dice(
         masks("generalized_dice", input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, check_target=check_target),
         include_background,
     )
+    return class_mean(_generalized_dice(m, per_image, weight_type, nr, dr).reshape(-1), reduction, weight=None, present=None, weight_norm="sum")
+
+
+def _generalized_dice(m: Masks, per_image: bool, weight_type: str, nr: float, dr: float) -> Tensor:
+    """Generalized Dice loss of ``m``'s classes, ``(N, 1)`` per image or ``(1,)`` for the batch."""
     inter, psum, gsum = counts(m, per_image)
     if weight_type == "uniform":
         w = torch.ones_like(gsum)
@@ -301,8 +306,7 @@ def generalized_dice(
         infinite = torch.isinf(w)
         w = torch.where(infinite, torch.zeros_like(w), w)
         w = w + infinite * w.amax(dim=-1, keepdim=True)
-    loss = 1.0 - (2.0 * (w * inter).sum(-1, keepdim=True) + nr) / ((w * (psum + gsum)).sum(-1, keepdim=True) + dr)
-    return class_mean(loss.reshape(-1), reduction, weight=None, present=None, weight_norm="sum")
+    return 1.0 - (2.0 * (w * inter).sum(-1, keepdim=True) + nr) / ((w * (psum + gsum)).sum(-1, keepdim=True) + dr)
 
 
 # ---------------------------------------------------------------------------------------------------- compounds
@@ -634,3 +638,107 @@ def hausdorff_dt(
     per_pixel = ((p - g).square() * distance).reshape(n, c, -1)
     dims = (2,) if per_image else (0, 2)
     return class_mean(per_pixel.mean(dims), reduction, weight=None, present=None, weight_norm="sum")
+
+
+def signed_distance(mask: Tensor) -> Tensor:
+    """Signed distance map of each channel of the {0, 1} ``mask`` ``(N, C, *spatial)`` (Kervadec et al.'s
+    ``one_hot2dist``): outside the object, the Euclidean distance to the nearest object pixel; inside, minus the
+    distance to the nearest background pixel, plus one (0 on the object's own edge pixels). A channel without object
+    or without background is 0 everywhere. scipy's ``distance_transform_edt`` on the host, without gradient; float32
+    on ``mask``'s device."""
+    from scipy.ndimage import distance_transform_edt
+
+    arr = (mask.detach() > 0.5).cpu().numpy()
+    field = torch.zeros(arr.shape, dtype=torch.float32)
+    for n in range(arr.shape[0]):
+        for c in range(arr.shape[1]):
+            fg = arr[n, c]
+            if fg.any() and not fg.all():
+                field[n, c] = torch.from_numpy(distance_transform_edt(~fg) * ~fg - (distance_transform_edt(fg) - 1.0) * fg)
+    return field.to(mask.device)
+
+
+class ScheduledLoss(Loss):
+    """A loss whose weights follow the epoch: :meth:`start_epoch` (the trainer calls it before each epoch) sets
+    ``epoch``; :meth:`learned` reports the weights in force, so each run logs them per epoch."""
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.params["epoch"] = epoch
+
+    def learned(self) -> dict[str, float]:
+        p = self.params
+        region_weight, boundary_weight = boundary_weights(p.get("epoch", 1), p.get("start", 0.01), p.get("step", 0.01), p.get("floor", 0.1))
+        return {"region_weight": region_weight, "boundary_weight": boundary_weight}
+
+
+def boundary_weights(epoch: int, start: float, step: float, floor: float) -> tuple[float, float]:
+    """(region, boundary) weights at ``epoch`` (1-based) of Kervadec et al.'s rebalancing schedule: the boundary
+    weight starts at ``start`` and gains ``step`` per epoch; the region weight starts at 1 and loses ``step`` per epoch
+    down to ``floor`` (their ``StealWeight`` scheduler, 0.01 / 0.01 / 0.1)."""
+    done = epoch - 1
+    return max(floor, 1.0 - step * done), start + step * done
+
+
+@register(
+    "boundary",
+    aliases=("surface",),
+    constraints={
+        "mode": MODE, "region": one_of("generalized_dice", "dice"), "start": non_negative(), "step": non_negative(),
+        "floor": in_range(0.0, 1.0), "epoch": positive(),
+    },
+    base=ScheduledLoss,
+    **_SEG,
+)
+def boundary(
+    input: Tensor,
+    target: Tensor,
+    *,
+    distance: Tensor | None = None,
+    mode: str | None = None,
+    region: str = "generalized_dice",
+    start: float = 0.01,
+    step: float = 0.01,
+    floor: float = 0.1,
+    epoch: int = 1,
+    include_background: bool = False,
+    from_logits: bool = True,
+    ignore_index: int | None = None,
+    check_target: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """Boundary loss (Kervadec et al. 2019, 2021) with its region loss: ``w_R L_R + w_B mean(p * phi_G)``.
+
+    ``phi_G``: ``distance``, the :func:`signed_distance` map of the target, in the masks' layout (``(N, 1, ...)``
+    binary, ``(N, C, ...)`` otherwise); computed from ``target`` on the host at every call when not given (the harness
+    computes each training mask's map once, before training). The boundary term averages ``p * phi_G`` over the
+    pixels of the foreground channels (``include_background=False``, the paper's ``idc=[1]``; a binary mask's one
+    channel). ``L_R``: ``region='generalized_dice'`` (the paper's, per image with the background: on a binary mask
+    over the two channels ``1 - p`` and ``p``) or ``'dice'`` (:func:`dice`, defaults). Weights at ``epoch`` from
+    :func:`boundary_weights` (``start``, ``step``, ``floor``; the module's epoch follows training, so the boundary
+    weight is 0.01 + 0.01 (epoch - 1): on a short run it stays small; raise ``step`` to rebalance sooner).
+    Void pixels (``ignore_index``) are left out of both terms. Only ``reduction='mean'``.
+    """
+    if reduction != "mean":
+        raise ValueError("loss 'boundary' supports reduction='mean' only")
+    m = masks("boundary", input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, check_target=check_target)
+    n, c = m.p.shape[:2]
+    if distance is None:
+        distance = signed_distance(m.g.reshape(n, c, *m.spatial))
+    if distance.shape[:2] != (n, c) or distance[0, 0].numel() != m.p.shape[2]:
+        raise ValueError(
+            f"loss 'boundary': distance must be the target's signed distance map {(n, c, *m.spatial)}, got {tuple(distance.shape)}"
+        )
+    region_weight, boundary_weight = boundary_weights(epoch, start, step, floor)
+    fg = select_classes(m, include_background)
+    phi = distance.reshape(n, c, -1).to(m.p.dtype)[:, c - fg.p.shape[1] :]
+    kept = float(fg.p.numel()) if fg.valid is None else fg.valid.expand_as(fg.p).sum().clamp_min(1.0)
+    surface = (fg.p * phi).sum() / kept
+    if region == "dice":
+        region_loss = dice(input, target, mode=m.mode, from_logits=from_logits, ignore_index=ignore_index, check_target=False)
+    else:
+        both = m
+        if m.mode == "binary":
+            valid = torch.ones_like(m.p) if m.valid is None else m.valid
+            both = Masks(m.mode, torch.cat([valid - m.p, m.p], 1), torch.cat([valid - m.g, m.g], 1), m.x, m.valid, m.spatial)
+        region_loss = _generalized_dice(both, True, "square", 1e-5, 1e-5).mean()
+    return region_weight * region_loss + boundary_weight * surface

@@ -48,7 +48,7 @@ def has(spec, param: str) -> bool:
 
 
 def reductions(spec) -> tuple[str, ...]:
-    return ("mean",) if spec.name in ("dice_bce", "dice_ce", "dice_focal", "dice_topk", "topk_ce") else ("mean", "sum", "none")
+    return ("mean",) if spec.name in ("dice_bce", "dice_ce", "dice_focal", "dice_topk", "topk_ce", "boundary") else ("mean", "sum", "none")
 
 
 def example(spec, dtype=torch.float64, seed=0, mode=None):

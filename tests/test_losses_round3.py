@@ -160,6 +160,25 @@ def test_the_harness_passes_counts_and_starts_each_epoch(make_cfg):
     torch.testing.assert_close(la.module(Z.float(), Y), LT.logit_adjusted_ce(Z.float(), Y, class_counts=COUNTS))
 
 
+def test_cosine_head_emits_cosines(make_cfg):
+    """``model.head=cosine``: the last layer gives the cosine of the features with each class's weight vector (LDAM's
+    normalised classifier), so ``ldam``'s ``s`` scales values in [-1, 1]; a bad head is refused before any run."""
+    from harness.config import validate
+    from harness.errors import ConfigError
+    from harness.models import CosineLinear, build_model
+
+    model = build_model(make_cfg("data=mnist", "model.head=cosine").model, (1, 28, 28), 10)
+    assert isinstance(model[-1], CosineLinear) and model[-1].bias is None
+    features = model[:-1](torch.randn(5, 1, 28, 28, generator=g))
+    out = model(torch.randn(5, 1, 28, 28, generator=g))
+    assert out.abs().max() <= 1 + 1e-6
+    torch.testing.assert_close(model[-1](features), F.cosine_similarity(features[:, None], model[-1].weight[None], dim=-1))
+    mlp = build_model(make_cfg("data=imbalanced", "model=mlp", "model.head=cosine").model, (20,), 2)
+    assert isinstance(mlp[-1], CosineLinear)
+    with pytest.raises(ConfigError, match=r"model.head='norm' is not allowed: model.head must be one of \['linear', 'cosine'\]"):
+        validate(make_cfg("data=mnist", "model.head=norm"))
+
+
 # ------------------------------------------------------------------------------------------------------ segmentation
 
 
@@ -282,3 +301,92 @@ def test_distance_to_boundary_by_hand():
     x = torch.full((1, 1, 1, 6), -20.0)
     x[..., 2:4] = 20.0  # the prediction equals the mask: no error, no loss
     assert S.hausdorff_dt(x, mask).item() == pytest.approx(0.0, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------ boundary
+
+
+def test_signed_distance_by_hand():
+    mask = torch.zeros(1, 1, 5, 5)
+    mask[0, 0, 1:4, 1:4] = 1  # a 3x3 square: its edge pixels 0, its centre -1, the ring around it 1 (corners sqrt 2)
+    r2 = math.sqrt(2)
+    expected = torch.tensor([
+        [r2, 1, 1, 1, r2], [1, 0, 0, 0, 1], [1, 0, -1, 0, 1], [1, 0, 0, 0, 1], [r2, 1, 1, 1, r2],
+    ])
+    torch.testing.assert_close(S.signed_distance(mask)[0, 0], expected)
+    assert S.signed_distance(torch.zeros(2, 3, 4, 4)).abs().sum() == 0  # no object: 0
+    assert S.signed_distance(torch.ones(1, 1, 4, 4)).abs().sum() == 0  # no background: 0
+    far = torch.zeros(1, 1, 1, 7)
+    far[..., 0] = 1
+    torch.testing.assert_close(S.signed_distance(far)[0, 0, 0], torch.arange(7.0))
+
+
+def test_boundary_by_hand_on_its_schedule():
+    p = torch.tensor([[[[0.9, 0.2], [0.6, 0.1]]]], dtype=torch.float64)  # probabilities; one object pixel, top left
+    y = torch.tensor([[[1, 0], [0, 0]]])
+    surface = (0.2 * 1 + 0.6 * 1 + 0.1 * math.sqrt(2)) / 4  # phi: 0 on the object, 1, 1, sqrt 2 around it
+    w_bg, w_fg = 1 / 9, 1.0  # 1 / G**2: 3 background pixels, 1 object pixel
+    gdl = 1 - 2 * (w_bg * (0.8 + 0.4 + 0.9) + w_fg * 0.9) / (w_bg * (2.2 + 3) + w_fg * (1.8 + 1))
+    loss = lambda **kw: S.boundary(p, y, from_logits=False, **kw).item()  # noqa: E731
+    assert loss() == pytest.approx(gdl + 0.01 * surface, rel=1e-5)
+    assert loss(epoch=30) == pytest.approx(0.71 * gdl + 0.30 * surface, rel=1e-5)
+    assert loss(epoch=200) == pytest.approx(0.1 * gdl + 2.0 * surface, rel=1e-5)  # the region weight stops at floor
+    assert S.boundary_weights(1, 0.01, 0.01, 0.1) == (1.0, 0.01)
+    assert S.boundary_weights(101, 0.01, 0.01, 0.1) == pytest.approx((0.1, 1.01))
+    assert loss(region="dice") == pytest.approx(S.dice(p, y, from_logits=False).item() + 0.01 * surface, rel=1e-5)
+
+
+def test_boundary_term_is_the_authors_surface_loss_on_multiclass_masks():
+    """The surface term against Kervadec et al.'s ``SurfaceLoss`` written out: softmax probabilities times the
+    distance maps of the one-hot target, foreground classes (``idc=[1, 2]``), mean over batch, classes and pixels."""
+    x = torch.randn(2, 3, 9, 9, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 9, 9), generator=g)
+    onehot = F.one_hot(y, 3).movedim(-1, 1).double()
+    phi = S.signed_distance(onehot).double()
+    surface = torch.einsum("bkwh,bkwh->bkwh", F.softmax(x, 1)[:, 1:], phi[:, 1:]).mean()
+    start, step = 0.3, 0.0
+    region = S.boundary(x, y, start=0.0, step=0.0)  # boundary weight 0: the region term alone
+    torch.testing.assert_close(S.boundary(x, y, start=start, step=step), region + start * surface)
+    torch.testing.assert_close(S.boundary(x, y, distance=phi, start=start, step=step), region + start * surface)
+    with pytest.raises(ValueError, match=r"distance must be the target's signed distance map \(2, 3, 9, 9\)"):
+        S.boundary(x, y, distance=phi[:, :2])
+
+
+def test_boundary_pulls_predictions_onto_the_object():
+    """Gradient of the boundary term alone: lowers the score of pixels outside the object, the more the farther;
+    void pixels get none."""
+    y = torch.zeros(1, 1, 1, 7, dtype=torch.long)
+    y[..., :2] = 1
+    y[..., 6] = 255
+    x = torch.zeros(1, 1, 1, 7, dtype=torch.float64, requires_grad=True)
+    S.boundary(x, y, start=1.0, step=0.0, floor=0.0, epoch=101, ignore_index=255).backward()  # region weight 0
+    grad = x.grad[0, 0, 0]
+    assert grad[6] == 0 and grad[0] < 0  # void: none; deep inside: raise it
+    assert 0 < grad[2] < grad[3] < grad[4] < grad[5]  # outside: lower it, harder farther out
+
+
+def test_the_harness_computes_distance_maps_once_and_logs_the_schedule(make_cfg):
+    from harness.criterion import build_criterion
+    from harness.data import build_data
+    from harness.run import execute
+
+    cfg = make_cfg("data=segmentation", "data.num_classes=3", "loss=boundary", "loss.step=0.25")
+    data = build_data(cfg.data, cfg.seed)
+    criterion = build_criterion(cfg, "segmentation", 3, data.class_counts(), None, data.train.y)
+    maps = criterion.side["distance"]
+    assert maps.shape == (len(data.train), 3, *data.train.y.shape[1:])
+    torch.testing.assert_close(maps[:4], S.signed_distance(F.one_hot(data.train.y[:4], 3).movedim(-1, 1).float()))
+    out = torch.randn(4, 3, *data.train.y.shape[1:], generator=g)
+    idx = torch.tensor([3, 0, 7, 5])
+    cached = criterion(out, data.train.y[idx], idx)
+    torch.testing.assert_close(cached, criterion(out, data.train.y[idx]))  # per-call maps: the same value
+    binary = build_criterion(make_cfg("data=segmentation", "loss=boundary"), "segmentation", 2, [9, 1], None, data.train.y.clamp(0, 1))
+    assert binary.side["distance"].shape == (len(data.train), 1, *data.train.y.shape[1:])
+
+    result = execute(make_cfg("data=segmentation", "loss=boundary", "loss.step=0.25", "trainer.epochs=3"))
+    import mlflow
+
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    weights = [m.value for m in sorted(client.get_metric_history(result.run_id, "loss/boundary_weight"), key=lambda m: m.step)]
+    assert weights == pytest.approx([0.01, 0.26, 0.51])
+    assert 0.0 <= result.test["miou"] <= 1.0

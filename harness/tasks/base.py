@@ -69,6 +69,11 @@ class Task:
         """Arguments this task sets on a loss with ``spec`` unless the config sets them (e.g. a mask loss's ``mode``)."""
         return {}
 
+    def side_inputs(self, spec: "LossSpec", labels: Tensor, num_outputs: int) -> dict[str, Tensor]:
+        """Per-example arguments a loss with ``spec`` takes besides the target, computed once from the training
+        ``labels`` (aligned with them, indexed with each batch), e.g. a boundary loss's distance maps; none here."""
+        return {}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         """The model's output and the loss's target for a batch of integer or float ``labels``."""
         raise NotImplementedError

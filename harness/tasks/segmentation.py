@@ -48,6 +48,16 @@ class Segmentation(Task):
             settings["check_target"] = False
         return settings
 
+    def side_inputs(self, spec: Any, labels: Tensor, num_outputs: int) -> dict[str, Tensor]:
+        """``distance``: the signed distance map of every training mask, in the layout :meth:`prepare` gives the
+        target (one foreground channel, or one channel per class), for the losses that take one (``boundary``)."""
+        if "distance" not in spec.params:
+            return {}
+        from losses.segmentation import signed_distance
+
+        masks = (labels == 1).unsqueeze(1) if num_outputs == 1 else one_hot(labels.clamp(0, num_outputs - 1), num_outputs)
+        return {"distance": signed_distance(masks.float())}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         if num_outputs == 1:
             return output, binary_target(output, labels)
