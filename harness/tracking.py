@@ -5,6 +5,8 @@
   once, so store and experiment are set up under an exclusive file lock next to the database.
 - An HTTP server is checked (``/health``, 5 s timeout) before training instead of retrying for minutes.
 - Metrics are buffered and sent with ``log_batch``: every 5 s or 500 values, and when the run ends.
+- A server that goes away mid-run, for longer than MLflow's client retries, does not cost the training: the run's
+  writes are kept in a local spool and sent when it answers again, or by ``python -m harness.upload`` (:class:`Run`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import fcntl
 import functools
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -212,25 +216,102 @@ def _held(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def server_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the tracking server could not be reached or answered with a server error after MLflow's
+    retries (a connection error somewhere in its chain), as opposed to the server refusing the write itself."""
+    import requests
+    from mlflow.exceptions import RestException
+
+    if isinstance(err, RestException):
+        return False
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, (requests.RequestException, ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _answers(uri: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(uri.rstrip("/") + "/health", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
 class Run:
     """One MLflow run: buffered metrics, artifacts, and a terminal status set exactly once. Every write holds
-    SIGINT/SIGTERM until it is done (:func:`signals_held`)."""
+    SIGINT/SIGTERM until it is done (:func:`signals_held`).
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    With a ``spool`` directory (runs on a tracking server), a write that fails because the server is unreachable
+    (after MLflow's own retries) does not end the run: that write and the ones after it go to the spool
+    (:mod:`harness.upload`), and are sent as soon as the server answers again (checked at each flush); if the run
+    ends first, :meth:`end` prints the one-line command that uploads them."""
+
+    def __init__(self, client: MlflowClient, run_id: str, spool: Path | None = None) -> None:
         self.client, self.run_id = client, run_id
         self._buffer: list[Metric] = []
         self._last_flush = time.monotonic()
         self.status: str | None = None
+        self.spool_dir = spool
+        self.offline: Any = None  # the harness.upload.Spool in use while the server is unreachable
+        self._last_probe = 0.0
+
+    def _write(self, online: Callable[[], Any], record: Callable[[Any], None]) -> None:
+        """``online()`` against the store, or ``record(spool)`` while the server is unreachable."""
+        if self.offline is None:
+            try:
+                online()
+                return
+            except Exception as err:
+                if self.spool_dir is None or not server_unreachable(err):
+                    raise
+                self._go_offline(err)
+        record(self.offline)
+
+    def _go_offline(self, err: BaseException) -> None:
+        from .upload import Spool
+
+        reason = " ".join(str(err).split())[:300]
+        self.offline = Spool.create(self.spool_dir, self.client.tracking_uri, self.run_id, reason)
+        self._last_probe = time.monotonic()
+        print(f"warning: tracking server {self.client.tracking_uri} unreachable; keeping run {self.run_id}'s writes "
+              f"in {self.offline.path} until it answers", file=sys.stderr, flush=True)
+
+    def _reconnect(self) -> bool:
+        """Send the spooled writes if the server answers again; back online when all are sent."""
+        from .upload import replay
+
+        self._last_probe = time.monotonic()
+        if not _answers(self.client.tracking_uri):
+            return False
+        try:
+            sent = replay(self.offline, self.client)
+        except Exception as err:  # noqa: BLE001 - down again: stay offline, progress kept in the spool
+            if not server_unreachable(err):
+                raise
+            return False
+        print(f"tracking server {self.client.tracking_uri} answers again: {sent} kept writes of run {self.run_id} sent",
+              file=sys.stderr, flush=True)
+        shutil.rmtree(self.offline.path, ignore_errors=True)
+        self.offline = None
+        return True
 
     @_held
     def log_params(self, params: Mapping[str, str]) -> None:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MLFLOW_BATCH_PARAMS):
-            self.client.log_batch(self.run_id, params=items[i : i + MLFLOW_BATCH_PARAMS])
+            chunk = items[i : i + MLFLOW_BATCH_PARAMS]
+            self._write(lambda: self.client.log_batch(self.run_id, params=chunk),
+                        lambda spool: spool.add({"op": "batch", "params": [[p.key, p.value] for p in chunk]}))
 
     @_held
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._write(lambda: self.client.log_batch(self.run_id, tags=items),
+                    lambda spool: spool.add({"op": "batch", "tags": [[t.key, t.value] for t in items]}))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -240,18 +321,23 @@ class Run:
 
     @_held
     def flush(self) -> None:
+        if self.offline is not None and time.monotonic() - self._last_probe >= FLUSH_SECONDS:
+            self._reconnect()
         while self._buffer:
             batch, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._write(lambda: self.client.log_batch(self.run_id, metrics=batch),
+                        lambda spool: spool.add({"op": "batch", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in batch]}))
         self._last_flush = time.monotonic()
 
     @_held
     def log_text(self, text: str, path: str) -> None:
-        self.client.log_text(self.run_id, text, path)
+        self._write(lambda: self.client.log_text(self.run_id, text, path),
+                    lambda spool: spool.add({"op": "text", "text": text, "path": path}))
 
     @_held
     def log_figure(self, figure: Any, path: str) -> None:
-        self.client.log_figure(self.run_id, figure, path)
+        self._write(lambda: self.client.log_figure(self.run_id, figure, path),
+                    lambda spool: spool.add_file(None, path, figure=figure))
 
     @_held
     def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any]) -> None:
@@ -260,23 +346,33 @@ class Run:
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        dataset = Dataset(name=name, digest=digest, source_type="local" if source.startswith(("/", ".")) else "code",
-                          source=json.dumps({"uri": source}), profile=json.dumps(dict(profile)))
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+        fields = dict(name=name, digest=digest, source_type="local" if source.startswith(("/", ".")) else "code",
+                      source=json.dumps({"uri": source}), profile=json.dumps(dict(profile)))
+        self._write(
+            lambda: self.client.log_inputs(self.run_id, [DatasetInput(Dataset(**fields), [InputTag("mlflow.data.context", "train")])]),
+            lambda spool: spool.add({"op": "inputs", "dataset": fields, "context": "train"}),
+        )
 
     @_held
     def end(self, status: str) -> None:
-        """Flush what is buffered, then mark the run ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        """Flush what is buffered, then mark the run ``FINISHED``, ``FAILED`` or ``KILLED``. With the server
+        unreachable, one last try to send the kept writes; failing that, one line naming the upload command."""
         if self.status is not None:
             return
         try:
             self.flush()
         finally:
-            self.client.set_terminated(self.run_id, status)
+            self._write(lambda: self.client.set_terminated(self.run_id, status),
+                        lambda spool: spool.add({"op": "end", "status": status}))
             self.status = status
+            if self.offline is not None and not self._reconnect():
+                print(f"warning: run {self.run_id} ended {status} but tracking server {self.client.tracking_uri} is "
+                      f"unreachable; nothing is lost: its writes are kept in {self.offline.path}; once the server is "
+                      f"back, send them with: python -m harness.upload {self.offline.path}", file=sys.stderr, flush=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -296,7 +392,12 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
     reaped = []
     for run in stale:
         pid = run.data.tags.get("pid", "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        spool = Path(run.data.tags.get("tracking.spool", "") or "/nonexistent")
+        if (spool / "run.json").is_file() and not (spool / "uploaded").is_file():
+            print(f"note: run {run.info.run_id} has writes waiting in {spool}: python -m harness.upload {spool}",
+                  file=sys.stderr, flush=True)
+            continue
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             client.set_tag(run.info.run_id, "failure_reason", f"process {pid} on {host} ended without closing the run")
             client.set_terminated(run.info.run_id, "FAILED")
             reaped.append(run.info.run_id)
@@ -306,9 +407,30 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
 def start_run(
     client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
 ) -> Run:
-    """Create a run tagged with this host and process id (see :func:`reap_orphans`)."""
-    all_tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid())}
+    """Create a run tagged with this host and process id (see :func:`reap_orphans`), and its SLURM job id in a
+    SLURM job (:func:`harness.slurm.slurm_tags`). On a tracking server, the run
+    also gets the directory where its writes would be kept while the server is unreachable (tag ``tracking.spool``:
+    :func:`spool_root`/``mlflow-spool/<run id>``)."""
+    from .slurm import slurm_tags
+
+    all_tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid()), **slurm_tags()}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
+    remote = str(client.tracking_uri).startswith(("http://", "https://"))
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-    return Run(client, run.info.run_id)
+    if not remote:
+        return Run(client, run.info.run_id)
+    spool = spool_root() / "mlflow-spool" / run.info.run_id
+    client.set_tag(run.info.run_id, "tracking.spool", str(spool))
+    return Run(client, run.info.run_id, spool=spool)
+
+
+def spool_root() -> Path:
+    """Where a run keeps writes its server cannot take: Hydra's output directory of the job, else the working
+    directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        with contextlib.suppress(Exception):
+            return Path(HydraConfig.get().runtime.output_dir).resolve()
+    return Path.cwd().resolve()
