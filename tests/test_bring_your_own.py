@@ -80,10 +80,10 @@ def test_a_users_function_loss_gets_its_keyword_arguments_from_the_config(tmp_pa
 
 def test_a_users_model_receives_input_shape_and_num_outputs(tmp_path):
     """data=imbalanced picks model=mlp; a _target_ on top keeps mlp's keys in the group: the ones the user's class
-    takes (hidden) reach it, the others (activation, dropout) are left out with a note."""
+    takes (hidden) reach it, the others (activation, dropout, head) are left out with a note."""
     proc = cli(tmp_path, "data=imbalanced", "loss=bce", "model._target_=my_pkg.models.TinyNet", "model.hidden=8", *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "note: model._target_=my_pkg.models.TinyNet takes no activation, dropout; left out" in proc.stderr
+    assert "note: model._target_=my_pkg.models.TinyNet takes no activation, dropout, head; left out" in proc.stderr
     (run,) = runs(tmp_path)
     assert run.data.tags["model"] == "TinyNet" and run.data.params["model.hidden"] == "8"
     assert run.data.metrics["test/roc_auc"] > 0.8
