@@ -26,6 +26,7 @@ whose score it writes as ``(I + s) / ((P + G) / 2 + s)``) and averages as ``aver
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -593,6 +594,12 @@ def distance_to_boundary(mask: Tensor) -> Tensor:
     channel: inside, to the nearest background pixel; outside, to the nearest foreground one (scipy's
     ``distance_transform_edt`` on the host, without gradient). An all-background or all-foreground mask has no
     boundary: 0 everywhere (as MONAI)."""
+    return _per_object(mask, lambda edt, fg: edt(fg) + edt(~fg))
+
+
+def _per_object(mask: Tensor, field_of: Callable[..., Any]) -> Tensor:
+    """``field_of(distance_transform_edt, fg)`` for each image and channel of the {0, 1} ``mask`` ``(N, C, ...)``
+    that has both object and background (0 elsewhere); on the host, float32 on ``mask``'s device."""
     from scipy.ndimage import distance_transform_edt
 
     arr = (mask.detach() > 0.5).cpu().numpy()
@@ -601,7 +608,7 @@ def distance_to_boundary(mask: Tensor) -> Tensor:
         for c in range(arr.shape[1]):
             fg = arr[n, c]
             if fg.any() and not fg.all():
-                field[n, c] = torch.from_numpy(distance_transform_edt(fg) + distance_transform_edt(~fg))
+                field[n, c] = torch.from_numpy(field_of(distance_transform_edt, fg))
     return field.to(mask.device)
 
 
@@ -646,16 +653,7 @@ def signed_distance(mask: Tensor) -> Tensor:
     distance to the nearest background pixel, plus one (0 on the object's own edge pixels). A channel without object
     or without background is 0 everywhere. scipy's ``distance_transform_edt`` on the host, without gradient; float32
     on ``mask``'s device."""
-    from scipy.ndimage import distance_transform_edt
-
-    arr = (mask.detach() > 0.5).cpu().numpy()
-    field = torch.zeros(arr.shape, dtype=torch.float32)
-    for n in range(arr.shape[0]):
-        for c in range(arr.shape[1]):
-            fg = arr[n, c]
-            if fg.any() and not fg.all():
-                field[n, c] = torch.from_numpy(distance_transform_edt(~fg) * ~fg - (distance_transform_edt(fg) - 1.0) * fg)
-    return field.to(mask.device)
+    return _per_object(mask, lambda edt, fg: edt(~fg) * ~fg - (edt(fg) - 1.0) * fg)
 
 
 class ScheduledLoss(Loss):
@@ -666,8 +664,8 @@ class ScheduledLoss(Loss):
         self.params["epoch"] = epoch
 
     def learned(self) -> dict[str, float]:
-        p = self.params
-        region_weight, boundary_weight = boundary_weights(p.get("epoch", 1), p.get("start", 0.01), p.get("step", 0.01), p.get("floor", 0.1))
+        p = {**type(self).spec.params, **self.params}  # the function's defaults, then the fixed arguments
+        region_weight, boundary_weight = boundary_weights(p["epoch"], p["start"], p["step"], p["floor"])
         return {"region_weight": region_weight, "boundary_weight": boundary_weight}
 
 
