@@ -79,7 +79,7 @@ def test_scancel_and_divergence_end_their_runs_and_the_summary_names_both(slurm,
     victim = client.get_run(victim.info.run_id)
     assert victim.info.status == "KILLED" and victim.data.tags["failure_reason"] == "interrupted (Terminated)"
     assert f"warning: SLURM job {victim.data.tags['slurm.job_id']} ended CANCELLED without a result" in err
-    assert "sweep: 1 of 4 jobs finished" in out
+    assert "sweep: 1 of 4 jobs finished" in out, (out[-2000:], err[-3000:])  # seen missing once under load: keep both streams
     assert out.count("FAILED: mse-outliers-s0 (NonFiniteLoss") == 2 and "KILLED: mse-outliers-s0 (interrupted (Terminated))" in out
     parent = client.get_run(victim.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FAILED" and parent.data.tags["sweep.failed"] == "3"
