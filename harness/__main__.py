@@ -74,11 +74,21 @@ def _warn_shadowed() -> None:
         )
 
 
+def _register_plugins() -> None:
+    """Make the harness's own Hydra plugins known even where Hydra's scan of ``hydra_plugins`` cannot list them (an
+    editable install's import hook)."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.harness_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    Plugins.instance().register(OptunaSweeper)
+
+
 def main() -> None:
     """Hydra's main, except that a config Hydra cannot compose (an unknown option or key) is one line naming the
     closest valid names, with exit status 2, and that options of a ``--config-dir`` that built-in ones shadow are
     named in a warning. ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report."""
     _warn_shadowed()
+    _register_plugins()
     user_full = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us instead of Hydra's exit(1)
     try:

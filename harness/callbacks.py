@@ -5,17 +5,21 @@
    job's config, so a typo in the fifth value fails the sweep at once instead of an hour in;
 2. creates the store and experiment once, under the store lock, so parallel jobs never race to create them;
 3. creates the parent run, tagged with the sweep's overrides, and hands its id to the jobs through the
-   environment (``HARNESS_PARENT_RUN_ID``; launcher workers inherit it).
+   environment (``HARNESS_PARENT_RUN_ID``; launcher workers inherit it). Workers sharing an Optuna study
+   (``hydra.sweeper.storage``) share one parent run: the first creates it, the others join it
+   (:func:`harness.tuning.join_parent`), each tagged ``sweep.worker/<host>/<pid>`` on it.
 ``on_multirun_end`` counts the jobs' runs, prints the failures, puts the comparison of the swept arms on the parent
 run (``harness.compare.log_sweep``: the table with paired statistics as the run's description, the files as artifacts,
 per-arm metrics, an ``arm`` tag on each child; a failure there prints one warning and changes nothing else) and ends
 the parent run FINISHED, or FAILED when a job failed (the sweep then exits with status 1). If the sweep dies first
-(Ctrl-C), an exit hook ends it KILLED.
+(Ctrl-C), an exit hook ends it KILLED. A worker of a shared study whose peers still run trials leaves the parent
+run open for the last of them.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import time
@@ -23,6 +27,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from . import tuning
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 
@@ -45,12 +51,23 @@ class SweepParentRun(Callback):
     def __init__(self) -> None:
         self.run: Any = None
         self.jobs = 0
+        self.sweeper: Any = None  # hydra.sweeper, when its Optuna study is shared with other workers
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hydra turns a callback's exception into a warning and sweeps on, without a parent run: here it ends the
+        sweep instead, with one line, before any job starts."""
+        try:
+            self._start(config)
+        except Exception as err:  # noqa: BLE001 - reported as one line
+            message = " ".join(str(err).split())[:500]
+            print(f"error: the sweep cannot start: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def _start(self, config: DictConfig) -> None:
         from hydra import compose
 
         from .config import ConfigError, validate
-        from .tracking import open_experiment, resolve_uri, start_run
+        from .tracking import Run, open_experiment, resolve_uri, spool_root, start_run
 
         overrides = list(config.hydra.overrides.task)
         sweeper = config.hydra.sweeper
@@ -85,23 +102,47 @@ class SweepParentRun(Callback):
                 print("\n".join(errors), file=sys.stderr)
                 sys.exit(2)
             self.jobs = len(jobs)
+        if str(sweeper.get("_target_", "")).endswith("OptunaSweeper"):
+            tuning.check(sweeper, overrides)
+            self.jobs = int(sweeper.n_trials)
         uri = resolve_uri(config.tracking.uri)
         client, experiment_id = open_experiment(uri, config.tracking.experiment)
         name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
         swept = " ".join(params + overrides)
-        self.run = start_run(client, experiment_id, name, {"sweep": "parent", "sweep.overrides": swept[:5000]})
-        self.run.log_params({"sweep.overrides": swept[:6000], "sweep.jobs": str(self.jobs or "unknown")})
+
+        def create() -> str:
+            self.run = start_run(client, experiment_id, name, {"sweep": "parent", "sweep.overrides": swept[:5000]})
+            self.run.log_params({"sweep.overrides": swept[:6000], "sweep.jobs": str(self.jobs or "unknown")})
+            return self.run.run_id
+
+        if tuning.shared(sweeper):  # several workers, one study: one parent run for all of them
+            self.sweeper = sweeper
+            run_id, created = tuning.join_parent(sweeper, create, client)
+            if not created:
+                remote = str(uri).startswith(("http://", "https://"))
+                self.run = Run(client, run_id, spool=spool_root() / "mlflow-spool" / run_id if remote else None)
+                name = f"{client.get_run(run_id).info.run_name}, joined"
+            self.run.set_tags({tuning.worker_tag(): "1"})
+        else:
+            create()
         self.experiment_id, self.uri = experiment_id, uri
         os.environ[PARENT_ENV] = self.run.run_id
         atexit.register(self._end_if_running)
         print(f"sweep parent run {self.run.run_id} ({name}) in experiment '{config.tracking.experiment}', store {uri}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.run is None:
+        if self.run is None or self._leave_to_other_workers():
             return
-        children = self.run.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.run.run_id}'", max_results=10000
-        )
+        try:
+            children = self.run.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.run.run_id}'", max_results=10000
+            )
+        except Exception as err:
+            from .tracking import server_unreachable
+
+            if not server_unreachable(err):
+                raise
+            self._end_unreachable()
         finished = [r for r in children if r.info.status == "FINISHED"]
         failed = [r for r in children if r.info.status != "FINISHED"]
         missing = max(0, self.jobs - len(children))
@@ -118,6 +159,16 @@ class SweepParentRun(Callback):
         if bad:
             sys.exit(1)
 
+    def _end_unreachable(self) -> None:
+        """The server is gone at the sweep's end: the jobs' runs cannot be counted, so the parent run ends FAILED with
+        that reason, kept in its spool until ``python -m harness.upload`` sends it (:meth:`Run.end` prints how)."""
+        reason = "tracking server unreachable at the end of the sweep: the jobs' runs were not counted or compared"
+        print(f"sweep: {reason} (once it is back: python -m harness.compare --parent {self.run.run_id})", flush=True)
+        self.run.set_tags({"failure_reason": reason})
+        self.run.end("FAILED")
+        os.environ.pop(PARENT_ENV, None)
+        sys.exit(1)
+
     def _log_comparison(self, missing: int) -> None:
         """The comparison on the parent run; never loses the sweep's status (one warning line instead)."""
         try:
@@ -130,7 +181,25 @@ class SweepParentRun(Callback):
             message = " ".join(str(err).split())[:300]
             print(f"warning: no comparison on the parent run ({type(err).__name__}: {message})", file=sys.stderr, flush=True)
 
+    def _leave_to_other_workers(self) -> bool:
+        """In a study shared by several workers, whether others still run trials (then the last of them ends the
+        parent run, and this one leaves it open)."""
+        if self.sweeper is None:
+            return False
+        busy = tuning.trials_in_flight(self.sweeper)
+        if not busy:  # this worker closes the parent run: its tags get the whole study's best trial
+            tuning.report(tuning.shared_study(self.sweeper), None, (self.run.client, self.run.run_id))
+        if busy:
+            print(f"sweep: this worker is done; {busy} trial(s) of study '{self.sweeper.study_name}' still run in other "
+                  f"workers: the last worker to end closes parent run {self.run.run_id}", flush=True)
+            self.run = None
+            os.environ.pop(PARENT_ENV, None)
+        return bool(busy)
+
     def _end_if_running(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.run is not None and self.run.status is None and self._leave_to_other_workers():
+                return
         if self.run is not None and self.run.status is None:
             try:
                 self.run.end("KILLED")

@@ -7,8 +7,9 @@ With ``--db`` the server uses that PostgreSQL database, creating it when it is m
 PostgreSQL cluster in ``--pgdata`` is created (``initdb``, the first time) and started (``pg_ctl``, as user
 ``postgres`` when run as root), listening on ``--pg-host``/``--pg-port`` only. Then ``mlflow server`` starts with that
 backend store and ``--artifacts-destination`` (clients send artifacts through the server: they need no access to
-the artifact directory), the command waits until it answers, prints the tracking URI to use, and serves until
-Ctrl-C or SIGTERM, which stop the server (and the private cluster it started).
+the artifact directory), the command waits until it answers, prints the tracking URI to use and the Optuna storage
+for studies that several workers share (database ``--optuna-database``, created beside the backend store), and serves
+until Ctrl-C or SIGTERM, which stop the server (and the private cluster it started).
 Needs Debian's ``postgresql`` package and the ``team`` extra (``pip install 'loss-harness[team]'``: psycopg 3).
 """
 
@@ -85,6 +86,16 @@ def ensure_database(uri: str) -> bool:
     except psycopg.Error as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ServerError(f"cannot reach PostgreSQL at {make_url(uri).render_as_string(hide_password=True)}: {first}") from None
+
+
+def optuna_storage(backend: str, database: str) -> str:
+    """The SQLAlchemy URL of ``database`` on the backend store's PostgreSQL server (created if missing), for Optuna
+    studies that several workers share (``hydra.sweeper.storage``, :mod:`harness.tuning`)."""
+    from sqlalchemy.engine import make_url
+
+    uri = make_url(sqlalchemy_uri(backend)).set(database=database).render_as_string(hide_password=False)
+    ensure_database(uri)
+    return uri
 
 
 def _as_postgres() -> dict[str, object]:
@@ -208,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-host", default="127.0.0.1", help="address the private cluster listens on (default 127.0.0.1)")
     parser.add_argument("--pg-port", type=int, default=5433, help="port of the private cluster (default 5433)")
     parser.add_argument("--database", default="mlflow", help="database of the private cluster (default mlflow)")
+    parser.add_argument("--optuna-database", default="optuna",
+                        help="database created beside the backend store for shared Optuna studies (default optuna; "
+                             "'' for none)")
     parser.add_argument("--artifacts", type=Path, default=Path("mlflow-server/artifacts"),
                         help="where the server keeps artifacts (default mlflow-server/artifacts)")
     parser.add_argument("--host", default="0.0.0.0", help="address the server listens on (default 0.0.0.0: every interface)")
@@ -236,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tracking URI: {uri}", flush=True)
             print(f"point runs at it: python -m harness tracking.uri={uri} ...  (or export MLFLOW_TRACKING_URI={uri})",
                   flush=True)
+            if args.optuna_database:
+                try:
+                    storage = _hide_password(optuna_storage(backend, args.optuna_database))
+                    print(f"Optuna storage for tuning with several workers: hydra.sweeper.storage={storage}", flush=True)
+                except ServerError as err:
+                    print(f"warning: no Optuna database: {err}", file=sys.stderr, flush=True)
             process.wait()
             print(f"error: mlflow server exited with status {process.returncode}", file=sys.stderr, flush=True)
             return 1

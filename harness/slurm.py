@@ -1,10 +1,12 @@
-"""SLURM sweeps (``-m hydra/launcher=slurm``): job states without SLURM accounting, and each run's SLURM ids.
+"""SLURM sweeps (``-m hydra/launcher=slurm``, or Hydra's own ``submitit_slurm``): job states without SLURM
+accounting, and each run's SLURM ids.
 
 submitit asks ``sacct`` for the state of its jobs. On a cluster without accounting (no ``slurmdbd``: small labs, a
 workstation), every poll fails, printing a warning and sacct's own error line, again and again, and a job that dies
 without a result is never seen to end. The preset's callback, :class:`SlurmStates`, tries ``sacct`` once and, where
 it does not answer, has submitit ask ``squeue --states=all`` instead (it knows jobs until ``MinJobAge`` after they
-end, 300 s by default).
+end, 300 s by default). Every sweep has the callback (``conf/config.yaml``); it does nothing unless the launcher is
+submitit's SLURM launcher.
 
 Hydra's submitit launcher also raises for a job that left no result (``scancel``, a node failure, the time limit),
 which ends the whole sweep before its summary. The callback has such a job count as a job that returned NaN, as the
@@ -95,6 +97,8 @@ class SlurmStates(Callback):
         self._undo: list[Any] = []
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        if not str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+            return  # any sweep has this callback (conf/config.yaml); it acts on submitit's SLURM launcher only
         import submitit
         from submitit.slurm import slurm
 

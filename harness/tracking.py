@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -115,7 +116,12 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
             client = MlflowClient(tracking_uri=uri)
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
-                return client, client.create_experiment(name)
+                try:
+                    return client, client.create_experiment(name)
+                except MlflowException as err:
+                    # a server has no store lock: another process (a sweep worker, a job) created it meanwhile
+                    if err.error_code != "RESOURCE_ALREADY_EXISTS" or (experiment := client.get_experiment_by_name(name)) is None:
+                        raise
         except TrackingError:
             raise
         except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
@@ -396,6 +402,18 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
         if (spool / "run.json").is_file() and not (spool / "uploaded").is_file():
             print(f"note: run {run.info.run_id} has writes waiting in {spool}: python -m harness.upload {spool}",
                   file=sys.stderr, flush=True)
+            continue
+        # a parent run shared by several sweep workers (harness.tuning) is an orphan only when all of them are
+        # processes of this host that no longer exist
+        workers = [key.split("/")[1:] for key in run.data.tags if key.startswith("sweep.worker/")]
+        if workers and all(len(w) == 2 and w[0] == host and w[1].isdigit() for w in workers):
+            pids = [int(w[1]) for w in workers]
+            if os.getpid() not in pids and not any(map(process_alive, pids)):
+                client.set_tag(run.info.run_id, "failure_reason", f"sweep workers {pids} on {host} ended without closing the run")
+                client.set_terminated(run.info.run_id, "FAILED")
+                reaped.append(run.info.run_id)
+            continue
+        if workers:
             continue
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             client.set_tag(run.info.run_id, "failure_reason", f"process {pid} on {host} ended without closing the run")

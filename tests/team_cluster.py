@@ -51,7 +51,7 @@ class Server:
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True)
         while time.monotonic() - started < timeout:
             self.output = self.log.read_bytes()[offset:].decode(errors="replace")
-            if "tracking URI:" in self.output:
+            if "tracking URI:" in self.output and ("Optuna storage" in self.output or "Optuna database" in self.output):
                 return time.monotonic() - started
             assert self.process.poll() is None, f"harness.server exited: {self.output[-2000:]}"
             time.sleep(0.2)

@@ -250,3 +250,49 @@ def test_long_outage_keeps_the_run_and_upload_completes_it(server, client, tmp_p
         "plots/learning_curves.png", "plots/regression_fit.png"}
     again = subprocess.run([sys.executable, "-m", "harness.upload", str(spool)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "already uploaded" in again.stdout  # sending twice sends nothing twice
+
+
+STOP_AT_SWEEP_END = '''
+import os, signal, socket, time
+from hydra.experimental.callback import Callback
+
+
+class StopServer(Callback):
+    """Runs before the harness's own end-of-sweep step (Hydra calls on_multirun_end in reverse order)."""
+
+    def on_multirun_end(self, config, **kwargs):
+        os.killpg(int(os.environ["TEST_SERVER_PGID"]), signal.SIGTERM)
+        port = int(os.environ["TEST_SERVER_PORT"])
+        for _ in range(200):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) != 0:
+                    return
+            time.sleep(0.1)
+'''
+
+
+def test_server_gone_at_the_end_of_a_sweep_ends_its_parent_run_when_uploaded(server, client, tmp_path, monkeypatch):
+    (tmp_path / "stop_server.py").write_text(STOP_AT_SWEEP_END)
+    env = {**SHORT_RETRIES, "TEST_SERVER_PGID": str(os.getpgid(server.process.pid)), "TEST_SERVER_PORT": str(server.port)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        proc = harness_cli(tmp_path, "-m", "loss=mse,mae", "trainer.epochs=2", *QUICK, "tracking.log_plots=false",
+                           f"tracking.uri={server.uri}", "tracking.experiment=team-end-outage",
+                           "+hydra.callbacks.stop_server._target_=stop_server.StopServer", pythonpath=tmp_path)
+    finally:
+        server.process.wait(30)
+        server.start()
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    (parent,) = [r for r in runs_of(client, "team-end-outage") if r.data.tags.get("sweep") == "parent"]
+    spool = Path(parent.data.tags["tracking.spool"])
+    assert ("sweep: tracking server unreachable at the end of the sweep: the jobs' runs were not counted or compared "
+            f"(once it is back: python -m harness.compare --parent {parent.info.run_id})") in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"python -m harness.upload {spool}")
+    assert parent.info.status == "RUNNING"
+    up = subprocess.run([sys.executable, "-m", "harness.upload", str(spool)], capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"].startswith("tracking server unreachable")
+    children = [r for r in runs_of(client, "team-end-outage") if r.data.tags.get("sweep") != "parent"]
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)  # the training is all there

@@ -1,0 +1,36 @@
+"""``hydra/sweeper=optuna``: :mod:`harness.tuning` behind Hydra's Sweeper interface."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+
+
+class OptunaSweeper(Sweeper):
+    """Tune with Optuna; every trial is one job of the configured launcher. Settings: ``hydra.sweeper``
+    (conf/hydra/sweeper/optuna.yaml)."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        self.launcher: Any = None
+        self.config: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from harness.callbacks import PARENT_ENV
+        from harness.tracking import open_store, resolve_uri
+
+        from harness.tuning import run_study
+
+        parent_id = os.environ.get(PARENT_ENV)
+        parent = (open_store(resolve_uri(self.config.tracking.uri)), parent_id) if parent_id else None
+        return run_study(self.config.hydra.sweeper, self.launcher, arguments, Path(self.config.hydra.sweep.dir), parent)
