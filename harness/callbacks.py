@@ -188,7 +188,8 @@ class SweepParentRun(Callback):
             return False
         busy = tuning.trials_in_flight(self.sweeper)
         if not busy:  # this worker closes the parent run: its tags get the whole study's best trial
-            tuning.report(tuning.shared_study(self.sweeper), None, (self.run.client, self.run.run_id))
+            tuning.report(tuning.shared_study(self.sweeper), None, (self.run.client, self.run.run_id),
+                          "all workers' best trial")
         if busy:
             print(f"sweep: this worker is done; {busy} trial(s) of study '{self.sweeper.study_name}' still run in other "
                   f"workers: the last worker to end closes parent run {self.run.run_id}", flush=True)

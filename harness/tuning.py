@@ -244,7 +244,7 @@ def run_study(sweeper: Mapping[str, Any], launcher: Any, arguments: list[str], s
     return study
 
 
-def report(study: Any, sweep_dir: Path | None, parent: tuple[Any, str] | None) -> None:
+def report(study: Any, sweep_dir: Path | None, parent: tuple[Any, str] | None, what: str = "best trial") -> None:
     """The study's best trial so far: printed, written to ``sweep_dir/optimization_results.yaml`` (Hydra's Optuna
     sweeper's file) and set as ``optuna.*`` tags of the parent run (``parent``: client, run id). The worker that
     closes a shared study's parent run calls it again, so the tags end with the whole study's best."""
@@ -254,7 +254,7 @@ def report(study: Any, sweep_dir: Path | None, parent: tuple[Any, str] | None) -
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         return
     best = study.best_trial
-    print(f"optuna: best trial #{best.number}: {' '.join(f'{k}={v}' for k, v in best.params.items())} "
+    print(f"optuna: {what} #{best.number}: {' '.join(f'{k}={v}' for k, v in best.params.items())} "
           f"-> {best.value}", flush=True)
     if sweep_dir is not None:
         results = {"name": "optuna", "study_name": study.study_name, "best_trial": best.number,
