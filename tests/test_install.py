@@ -55,3 +55,15 @@ def test_installed_modules_come_from_the_wheel_and_losses_imports_alone(venv, tm
     assert out.returncode == 0, out.stderr[-2000:]
     for line in out.stdout.split():
         assert str(venv) in line and str(REPO) not in line
+
+
+def test_installed_package_tunes_with_its_optuna_sweeper(venv, tmp_path):
+    """The sweeper ships as a Hydra plugin (``hydra_plugins.harness_optuna_sweeper``) in the wheel."""
+    proc = subprocess.run([str(venv / "bin" / "loss-harness"), "-m", "experiment=tune_huber_delta", "hydra.sweeper.n_trials=2",
+                           "trainer.epochs=2", "trainer.progress=false", "tracking.log_plots=false"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "this worker ran 2 trial(s)" in proc.stdout and "sweep: 2 of 2 jobs finished" in proc.stdout
+    code = "import hydra_plugins.harness_optuna_sweeper.optuna_sweeper as m; print(m.__file__)"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert str(venv) in out.stdout, out.stderr
