@@ -7,8 +7,10 @@ batch size and number of steps. The bare loop is forward, loss, backward, step, 
 pass over the validation set after each epoch (hand-written: eval mode, no_grad, in batches). The harness loop is
 ``harness.train.fit`` with everything it does (criterion adapter, NaN guard, per-epoch validation metrics; progress
 bar off, no MLflow: tracking is measured by ``benchmarks.tracking``). Also reported: the ratio against a bare loop
-without validation, i.e. what validating every epoch costs. Repeats alternate the loops; the last line is
-``harness/bare ratio: X`` (like for like, median over repeats and cases).
+without validation, i.e. what validating every epoch costs, and what ``trainer.grad_share=true`` costs (the harness
+loop with it against without; the MNIST case injects label noise so that it has groups: flipped and clean labels).
+Repeats alternate the loops; the last line is ``harness/bare ratio: X`` (like for like, median over repeats and
+cases).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
+from harness import tasks
 from harness.__main__ import CONF_DIR
 from harness.criterion import build_criterion
 from harness.data import build_data
@@ -28,7 +31,7 @@ from harness.models import build_model
 from harness.train import build_optimizer, build_scheduler, fit
 
 CASES = {
-    "mnist-cnn": ["data=mnist", "data.download=false", "trainer.epochs=2"],
+    "mnist-cnn": ["data=mnist", "data.download=false", "trainer.epochs=2", "data.label_noise=0.2"],
     "outliers-mlp": ["data=outliers", "model=mlp", "trainer.epochs=20"],
 }
 
@@ -85,20 +88,28 @@ def measure(case: str, overrides: list[str], device: torch.device, repeats: int)
         sync(device)
         return time.perf_counter() - t0
 
-    like, novalid = [], []
-    for r in range(repeats + 1):  # the first round warms up all three
-        bare_val = time_bare(data.val.x)
-        bare = time_bare(None)
+    def time_harness(config) -> float:
         model = fresh()
         t0 = time.perf_counter()
-        fit(model, criterion, data, cfg)
+        fit(model, criterion, data, config)
         sync(device)
-        harness = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    with_shares = cfg.copy()
+    with_shares.trainer.grad_share = True
+    like, novalid, shares = [], [], []
+    for r in range(repeats + 1):  # the first round warms up all four
+        bare_val = time_bare(data.val.x)
+        bare = time_bare(None)
+        harness = time_harness(cfg)
+        shared = time_harness(with_shares) if tasks.get(data.task).gradient_groups(data) else float("nan")
         if r:
             like.append(harness / bare_val)
             novalid.append(harness / bare)
-            print(f"  {case}: bare {bare:.3f}s, bare+val {bare_val:.3f}s, harness {harness:.3f}s", flush=True)
-    return like, novalid
+            shares.append(shared / harness)
+            print(f"  {case}: bare {bare:.3f}s, bare+val {bare_val:.3f}s, harness {harness:.3f}s, "
+                  f"harness with grad_share {shared:.3f}s", flush=True)
+    return like, novalid, shares
 
 
 def main() -> None:
@@ -110,10 +121,11 @@ def main() -> None:
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     all_like = []
     for case, overrides in CASES.items():
-        like, novalid = measure(case, overrides, device, args.repeats)
+        like, novalid, shares = measure(case, overrides, device, args.repeats)
         q = statistics.quantiles(like, n=4) if len(like) > 1 else [like[0]] * 3
         print(f"{case}: harness/bare (both validating) median {statistics.median(like):.3f} (IQR {q[0]:.3f}-{q[2]:.3f}); "
-              f"harness/bare without validation {statistics.median(novalid):.3f}", flush=True)
+              f"harness/bare without validation {statistics.median(novalid):.3f}; "
+              f"grad_share on/off {statistics.median(shares):.3f} ({min(shares):.3f}-{max(shares):.3f})", flush=True)
         all_like += like
     print(f"harness/bare ratio: {statistics.median(all_like):.3f}")
 

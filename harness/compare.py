@@ -359,6 +359,43 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
     fig.tight_layout()
     fig.savefig(out / "paired.png", dpi=110)
     plt.close(fig)
+    plot_grad_share(tables[0], client, out)
+
+
+def plot_grad_share(table: pd.DataFrame, client: Any, out: Path) -> None:
+    """``grad_share.png`` when the runs logged ``trainer.grad_share``: per group, its share of the loss gradient per
+    epoch, one line per arm (mean over seeds), the group's share of the data dashed (:mod:`harness.grad_share`)."""
+    import matplotlib.pyplot as plt
+
+    first = client.get_run(table.iloc[0]["run_ids"][0])
+    groups = sorted(k.split("/", 1)[1] for k in first.data.metrics if k.startswith("grad_share/"))
+    if not groups:
+        return
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for _, row in table.iterrows():
+            runs = [[m.value for m in sorted(client.get_metric_history(r, f"grad_share/{group}"), key=lambda m: m.step)]
+                    for r in row["run_ids"]]
+            runs = [h for h in runs if h]
+            if runs:
+                length = min(len(h) for h in runs)
+                ax.plot(range(1, length + 1), [sum(h[i] for h in runs) / len(runs) for i in range(length)], label=str(row["arm"]))
+        fractions = {client.get_run(r).data.params.get(f"grad_share.{group}_fraction") for ids in table["run_ids"] for r in ids}
+        if len(fractions) == 1 and None not in fractions:  # one condition: the group's share of the data, dashed
+            fraction = float(fractions.pop())
+            ax.axhline(fraction, color="black", linestyle="--", linewidth=1, label=f"share of the data ({fraction:.0%})")
+        ax.set(xlabel="epoch", ylabel=f"share of |dL/d output| on {group} (mean over seeds)", ylim=(0, 1),
+               title=f"where the gradient goes: {group}")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "grad_share.png", dpi=110)
+    plt.close(fig)
+
+
+def written(out: Path) -> list[Path]:
+    """The files :func:`write` wrote under ``out`` (``grad_share.png`` only when the runs logged it)."""
+    return [out / n for n in FILES] + ([out / "grad_share.png"] if (out / "grad_share.png").is_file() else [])
 
 
 def write(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path) -> str:
@@ -488,7 +525,7 @@ def log_sweep(client: Any, parent: str, tracking_uri: str, missing: int = 0) -> 
     with tempfile.TemporaryDirectory(prefix="harness-compare-") as tmp:
         out = Path(tmp)
         write(tables, by, tracking_uri, out)
-        files = [out / n for n in FILES]
+        files = written(out)
         log_to_parent(client, parent, tables, by, runs, files, missing)
     best = tables[0].iloc[0]
     spread = "" if math.isnan(best["std"]) else f" ± {best['std']:.4f}"
@@ -561,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or Path("comparison") / experiment)
     text = write(tables, by, uri, out)
     print(text)
-    files = [out / n for n in FILES]
+    files = written(out)
     if args.columns:
         pivots = [pivot(runs, m, by, args.columns) for m in metrics]
         pivot_text = "\n\n".join(p if len(metrics) == 1 else f"**{m}**\n\n{p}" for m, p in zip(metrics, pivots))
@@ -572,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     directions = ", ".join(f"{m}: {'lower' if lower_is_better(m) else 'higher'} is better" for m in metrics)
     direction = directions.split(": ", 1)[1] if len(metrics) == 1 else directions
     print(f"\n{len(runs)} runs ({failed} not finished); best first ({direction}). "
-          f"Wrote {out}/{', '.join(FILES)}")
+          f"Wrote {out}/{', '.join(f.name for f in written(out))}")
     if args.log:
         log_to_parent(client, args.parent, tables, by, runs, files)
         print(f"logged to parent run {args.parent}: description, artifacts comparison/, metrics arm/..., child tags 'arm'")

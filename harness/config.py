@@ -83,6 +83,7 @@ RULES: dict[str, Rule] = {
     "trainer.precision": Rule(f"one of {list(PRECISIONS)}", lambda v: str(v) in PRECISIONS),
     "trainer.progress": _choice(True, False, "auto"),
     "trainer.threads": Rule("null or an integer >= 1", lambda v: v is None or _int(1).ok(v)),
+    "trainer.grad_share": _choice(True, False),
     "optim.name": Rule(f"one of {optim.available()}", lambda v: v in optim.available()),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),
@@ -232,6 +233,12 @@ def validate_data(cfg: DictConfig, data: DataBundle) -> None:
     check_compatible(spec, cfg, data.num_classes)
     _check_model(cfg, task, data.input_shape)
     _check_class_weights(cfg, data.num_classes)
+    if cfg.trainer.get("grad_share") and not task.gradient_groups(data):
+        raise ConfigError(
+            f"trainer.grad_share=true: data={data.name} ({task.name}) has no groups of training examples to share the "
+            "gradient between; groups come with outliers (data=outliers), positives/negatives (binary tasks), flipped "
+            "labels (data.label_noise > 0) and foreground/background pixels (segmentation)"
+        )
     if spec.target_min is not None and not task.classification:
         if "target_scale" in data.info:
             raise ConfigError(

@@ -35,6 +35,25 @@ def learning_curves(history: list[dict[str, float]], title: str) -> Any:
     return fig
 
 
+def grad_share(history: list[dict[str, float]], fractions: dict[str, float], title: str) -> Any:
+    """Each group's share of the loss gradient per epoch (``grad_share/<group>``), with its share of the training
+    data dashed: a group above its dashed line gets more gradient than its size (harness.grad_share)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    epochs = range(1, len(history) + 1)
+    for name, fraction in fractions.items():
+        line = ax.plot(epochs, [h[f"grad_share/{name}"] for h in history], label=f"{name} ({fraction:.1%} of the data)")[0]
+        ax.axhline(fraction, color=line.get_color(), linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of |dL/d output|")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def regression_fit(
     test_true: Tensor, test_pred: Tensor, train_true: Tensor, train_pred: Tensor, outlier_mask: Tensor, title: str
 ) -> Any:

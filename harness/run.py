@@ -19,6 +19,7 @@ from .config import ConfigError, task_of, validate, validate_data
 from .criterion import build_criterion, probe
 from .data import DataBundle, DataError, build_data
 from .evaluation import Evaluation, evaluate
+from .grad_share import GradShare
 from .loss_config import loss_name
 from .loss_config import target_of as loss_target
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
@@ -113,6 +114,13 @@ def provenance_tags(data: DataBundle, digest: str) -> dict[str, str]:
     return tags
 
 
+def share_params(cfg: DictConfig, task: tasks.Task, host: DataBundle) -> dict[str, str]:
+    """With ``trainer.grad_share``, each group's share of the training data (``grad_share.<group>_fraction``)."""
+    if not cfg.trainer.get("grad_share"):
+        return {}
+    return {f"grad_share.{k}_fraction": f"{v:.6g}" for k, v in GradShare(task.gradient_groups(host)).fractions().items()}
+
+
 def log_plots(
     run: Run, task: tasks.Task, model: torch.nn.Module, data: DataBundle, host: DataBundle,
     history: list[dict[str, float]], test: Evaluation, title: str,
@@ -126,6 +134,8 @@ def log_plots(
         return evaluate(model, split.x, split.y)
 
     figures = {"plots/learning_curves.png": plots.learning_curves(history, title)}
+    if any(k.startswith("grad_share/") for k in history[0]):
+        figures["plots/grad_share.png"] = plots.grad_share(history, GradShare(task.gradient_groups(host)).fractions(), title)
     figures.update(task.figures(test, host, evaluate_split, title))
     for path, fig in figures.items():
         run.log_figure(fig, path)
@@ -169,7 +179,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     started = time.perf_counter()
     with _interrupts(), _marks_status(run):
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params()})
+        run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params(), **share_params(cfg, task, host)})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         run.log_dataset(host.name, digest, host.source, host.profile())
         history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .criterion import Criterion
 from .data import DataBundle
 from .evaluation import evaluate
+from .grad_share import GradShare, to_device
 from .optim import build_optimizer, build_scheduler
 
 
@@ -85,7 +86,8 @@ def fit(
     (checking every step there would force a device sync per step). Non-finite gradients under a finite loss
     make the parameters non-finite, so the next step's loss is non-finite: the run stops there, before any further
     update, and the step whose gradients were bad is reported. ``trainer.precision`` runs forward and loss
-    under autocast; ``16-mixed`` scales the loss with a ``GradScaler``.
+    under autocast; ``16-mixed`` scales the loss with a ``GradScaler``. ``trainer.grad_share`` adds
+    ``grad_share/<group>`` (:mod:`harness.grad_share`).
     """
     x, y = data.train.x, data.train.y
     device = x.device
@@ -99,6 +101,7 @@ def fit(
     task = criterion.task
     precision = str(cfg.trainer.get("precision", "32"))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    shares = GradShare(to_device(task.gradient_groups(data), device)) if cfg.trainer.get("grad_share") else None
 
     history: list[dict[str, float]] = []
     bar_on, lines_on = progress_mode(cfg.trainer.get("progress", "auto"))
@@ -116,7 +119,10 @@ def fit(
             for step in range(steps_per_epoch):
                 idx = perm[step * batch_size : (step + 1) * batch_size]
                 with autocast(device, precision):
-                    loss = criterion(model(x[idx]), y[idx], idx)
+                    output = model(x[idx])
+                    if shares is not None:
+                        output.retain_grad()
+                    loss = criterion(output, y[idx], idx)
                 if check_each_step:
                     value = loss.item()
                     if not math.isfinite(value):
@@ -132,6 +138,8 @@ def fit(
                 else:
                     loss.backward()
                     optimizer.step()
+                if shares is not None:
+                    shares.add(output.grad, idx)
                 if scheduler is not None:
                     scheduler.step()
                 bar.update()
@@ -143,6 +151,8 @@ def fit(
 
             metrics = {"train/loss": sum(losses) / len(losses)}
             metrics.update({f"loss/{k}": v for k, v in criterion.module.learned().items()})
+            if shares is not None:
+                metrics.update(shares.epoch())
             val = task.score(evaluate(model, data.val.x, data.val.y), data)
             metrics.update({f"val/{k}": v for k, v in val.items()})
             history.append(metrics)

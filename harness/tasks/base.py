@@ -74,6 +74,12 @@ class Task:
         ``labels`` (aligned with them, indexed with each batch), e.g. a boundary loss's distance maps; none here."""
         return {}
 
+    def gradient_groups(self, data: "DataBundle") -> dict[str, Tensor]:
+        """Groups of the training data whose share of the loss gradient ``trainer.grad_share`` logs
+        (:mod:`harness.grad_share`): name -> boolean mask over the training examples (``[N]``) or their target
+        elements (the targets' shape), the groups disjoint; none here."""
+        return {}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         """The model's output and the loss's target for a batch of integer or float ``labels``."""
         raise NotImplementedError

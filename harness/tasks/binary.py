@@ -34,6 +34,11 @@ class Binary(Task):
     def classes_in_config(self, data_cfg: Any) -> int | None:
         return 2
 
+    def gradient_groups(self, data: Any) -> dict[str, Tensor]:
+        """Positive and negative training examples."""
+        positive = data.train.y.reshape(len(data.train.y), -1)[:, 0] == 1
+        return {"positives": positive, "negatives": ~positive}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         return output, binary_target(output, labels)
 

@@ -40,6 +40,14 @@ class Multiclass(Task):
         assert num_classes is not None
         return num_classes
 
+    def gradient_groups(self, data: Any) -> dict[str, Tensor]:
+        """Training examples whose label the harness flipped (``data.label_noise``: ``info['noisy_label_mask']``) and
+        the others, for the image data sets (at ``label_noise=0``, none flipped: a study's clean condition)."""
+        if "noisy_label_mask" not in data.info:
+            return {}
+        flipped = data.info["noisy_label_mask"].bool()
+        return {"flipped": flipped, "clean": ~flipped}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         return output, one_hot(labels, num_outputs) if target_format == "one_hot" else labels
 

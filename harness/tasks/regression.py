@@ -36,6 +36,13 @@ class Regression(Task):
     def num_outputs(self, spec: Any, num_classes: int | None) -> int:
         return 2 if spec.input == "mean_variance" else 1
 
+    def gradient_groups(self, data: Any) -> dict[str, Tensor]:
+        """Outlying and clean training targets, where the data knows which are which (``info['outlier_mask']``)."""
+        if "outlier_mask" not in data.info:
+            return {}
+        mask = data.info["outlier_mask"].bool()
+        return {"outliers": mask, "clean": ~mask}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         return (output if num_outputs == 2 else output.squeeze(-1)), labels
 

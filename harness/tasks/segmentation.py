@@ -58,6 +58,11 @@ class Segmentation(Task):
         masks = (labels == 1).unsqueeze(1) if num_outputs == 1 else one_hot(labels.clamp(0, num_outputs - 1), num_outputs)
         return {"distance": signed_distance(masks.float())}
 
+    def gradient_groups(self, data: Any) -> dict[str, Tensor]:
+        """Foreground (any class but 0) and background pixels of the training masks."""
+        masks = data.train.y
+        return {"foreground": masks > 0, "background": masks == 0}
+
     def prepare(self, output: Tensor, labels: Tensor, num_outputs: int, target_format: str) -> tuple[Tensor, Tensor]:
         if num_outputs == 1:
             return output, binary_target(output, labels)

@@ -1,0 +1,66 @@
+"""Which part of the training data the loss spends its gradient on (``trainer.grad_share=true``).
+
+Per epoch, for each group of training examples the data knows (outliers and clean targets, positives and negatives,
+flipped and clean labels, foreground and background pixels: :meth:`harness.tasks.base.Task.gradient_groups`), the
+share of the gradient of the batch loss with respect to the model's outputs that the group's examples (or pixels)
+receive: ``sum |dL/d output|`` over the group's elements divided by the sum over all, accumulated over the epoch's
+steps (metrics ``grad_share/<group>``; the groups partition the data, so the shares add up to 1, except for
+elements in no group, such as void pixels). Read from ``output.grad`` after the backward pass the step makes anyway:
+no per-parameter work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def per_element(grad: Tensor, mask: Tensor) -> Tensor:
+    """``|grad|`` summed down to the shape of a batch's group ``mask``: per example (``mask`` of shape ``[B]``:
+    every output of the example) or per target element (``mask`` shaped like the target, ``[B, *S]``: summed over
+    the output's channel dimension when the output is ``[B, C, *S]``)."""
+    g = grad.detach().abs().float()
+    if mask.dim() == 1:
+        return g.reshape(len(g), -1).sum(1)
+    if g.shape == mask.shape:
+        return g
+    if g.dim() == mask.dim() + 1 and g.shape[2:] == mask.shape[1:]:
+        return g.sum(1)
+    raise ValueError(f"grad_share: outputs of shape {tuple(grad.shape)} do not match group masks of shape {tuple(mask.shape)}")
+
+
+class GradShare:
+    """Accumulates each group's ``sum |dL/d output|`` over an epoch's steps (on the training device: no host sync
+    per step). ``groups``: name -> boolean mask over the training set (``[N]`` or the targets' shape)."""
+
+    def __init__(self, groups: dict[str, Tensor]) -> None:
+        self.groups = groups
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.total: Tensor | None = None
+
+    def add(self, grad: Tensor, idx: Tensor) -> None:
+        """Add a step's output gradient ``grad`` for the training examples ``idx``."""
+        for name, mask in self.groups.items():
+            m = mask[idx]
+            self.sums[name] = self.sums.get(name, 0) + (per_element(grad, m) * m).sum()
+        total = grad.detach().abs().float().sum()
+        self.total = total if self.total is None else self.total + total
+
+    def epoch(self) -> dict[str, float]:
+        """``grad_share/<group>`` for the epoch so far (0 where the whole gradient was 0), then start over."""
+        total = float(self.total) if self.total is not None else 0.0
+        shares = {f"grad_share/{name}": (float(self.sums[name]) / total if total > 0 else 0.0) for name in self.groups}
+        self.reset()
+        return shares
+
+    def fractions(self) -> dict[str, float]:
+        """Each group's share of the training elements: what its gradient share would be if every element got the
+        same gradient."""
+        return {name: float(mask.float().mean()) for name, mask in self.groups.items()}
+
+
+def to_device(groups: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {name: mask.to(device) for name, mask in groups.items()}
