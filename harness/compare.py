@@ -393,6 +393,58 @@ def plot_grad_share(table: pd.DataFrame, client: Any, out: Path) -> None:
     plt.close(fig)
 
 
+def plot_conditions(runs: pd.DataFrame, metrics: list[str], by: list[str], key: str, out: Path) -> Path:
+    """``conditions.png``: each metric against the study's condition ``key`` (outlier fraction, prevalence, noise
+    level, foreground share) on the x axis, one line per arm (``by``) through its means over seeds, every seed as a
+    dot, and the mean's 95% t-interval as an error bar. Returns the file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        frame = runs_of_metric(runs, metric)
+        frame = frame[(frame["status"] == "FINISHED") & frame[f"metrics.{metric}"].notna()]
+        x_col = column(frame, key)
+        if pd.to_numeric(frame[x_col], errors="coerce").notna().all():  # numbers: placed at their values
+            conditions = sorted(frame[x_col].unique(), key=float)
+            position = {v: float(v) for v in conditions}
+        else:
+            conditions = sorted(frame[x_col].unique(), key=str)
+            position = {v: float(i) for i, v in enumerate(conditions)}
+        span = (max(position.values()) - min(position.values())) or 1.0
+        arms = arm_labels(frame, by)
+        order = summarise(frame, metric, by)["arm"].tolist()
+        for k, arm in enumerate(order):
+            rows = frame[arms == arm]
+            offset = (k - (len(order) - 1) / 2) * 0.012 * span  # arms side by side at each condition
+            xs, means = [], []
+            for v in conditions:
+                values = rows[rows[x_col] == v][f"metrics.{metric}"].astype(float).tolist()
+                if not values:
+                    continue
+                x = position[v] + offset
+                mean = sum(values) / len(values)
+                low, high = stats.t_interval(values)
+                ax.errorbar([x], [mean], yerr=None if math.isnan(low) else [[mean - low], [high - mean]],
+                                   fmt="none", capsize=3, color=f"C{k % 10}", alpha=0.8)
+                ax.scatter([x] * len(values), values, s=9, color=f"C{k % 10}", alpha=0.45, linewidths=0)
+                xs.append(x)
+                means.append(mean)
+            ax.plot(xs, means, marker="o", markersize=4, color=f"C{k % 10}", label=arm)
+        ax.set_xticks([position[v] for v in conditions], [str(v) for v in conditions])
+        ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({'lower' if lower_is_better(metric) else 'higher'} is "
+               "better)\nmean over seeds, 95% t-interval, seeds as dots")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "conditions.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def written(out: Path) -> list[Path]:
     """The files :func:`write` wrote under ``out`` (``grad_share.png`` only when the runs logged it)."""
     return [out / n for n in FILES] + ([out / "grad_share.png"] if (out / "grad_share.png").is_file() else [])
@@ -551,7 +603,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated tags or config keys (default: loss; with --parent: the keys the sweep swept)")
     parser.add_argument("--baseline", default=None,
                         help="compare every arm with this one, named as in the table (e.g. mse, 'mae / 0.1'); default: the best")
-    parser.add_argument("--columns", default=None, help="also write a pivot: one column per value of this key")
+    parser.add_argument("--columns", default=None,
+                        help="the study's condition: also write a pivot (one column per value of this key) and "
+                             "conditions.png (each metric against it, one line per arm)")
     parser.add_argument("--parent", default=None, help="only the runs of this sweep (parent run id)")
     parser.add_argument("--log", action="store_true",
                         help="with --parent: put the comparison on the parent run (description, artifacts, metrics)")
@@ -603,13 +657,13 @@ def main(argv: list[str] | None = None) -> int:
         pivots = [pivot(runs, m, by, args.columns) for m in metrics]
         pivot_text = "\n\n".join(p if len(metrics) == 1 else f"**{m}**\n\n{p}" for m, p in zip(metrics, pivots))
         (out / "pivot.md").write_text(pivot_text + "\n")
-        files.append(out / "pivot.md")
+        files += [out / "pivot.md", plot_conditions(runs, metrics, by, args.columns, out)]
         print("\n" + pivot_text)
     failed = int(runs["status"].ne("FINISHED").sum())
     directions = ", ".join(f"{m}: {'lower' if lower_is_better(m) else 'higher'} is better" for m in metrics)
     direction = directions.split(": ", 1)[1] if len(metrics) == 1 else directions
     print(f"\n{len(runs)} runs ({failed} not finished); best first ({direction}). "
-          f"Wrote {out}/{', '.join(f.name for f in written(out))}")
+          f"Wrote {out}/{', '.join(f.name for f in files)}")
     if args.log:
         log_to_parent(client, args.parent, tables, by, runs, files)
         print(f"logged to parent run {args.parent}: description, artifacts comparison/, metrics arm/..., child tags 'arm'")

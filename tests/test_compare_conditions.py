@@ -1,0 +1,37 @@
+"""harness.compare --columns KEY: a study's condition as pivot columns and as the x axis of conditions.png."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness.compare import main as compare_main
+from harness.run import execute
+
+
+def test_pivot_and_conditions_plot(make_cfg, store, tmp_path, capsys):
+    results = {}
+    for fraction in ("0.0", "0.3"):
+        for loss in ("mse", "huber"):
+            for seed in (0, 1):
+                cfg = make_cfg(f"loss={loss}", f"data.outlier_fraction={fraction}", f"seed={seed}", "trainer.epochs=3",
+                               "tracking.experiment=conditions")
+                results.setdefault((loss, fraction), []).append(execute(cfg).test["rmse"])
+    out = tmp_path / "cmp"
+    code = compare_main(["--experiment", "conditions", "--tracking-uri", store, "--by", "loss", "--metric", "test/rmse",
+                         "--columns", "data.outlier_fraction", "--out", str(out)])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith("pivot.md, conditions.png") and (out / "conditions.png").stat().st_size > 10_000
+    pivot = (out / "pivot.md").read_text().splitlines()
+    assert pivot[0] == "| loss | data.outlier_fraction=0.0 | data.outlier_fraction=0.3 |"
+    for line in pivot[2:]:  # every cell is the mean ± std of that arm's seeds at that condition
+        loss, *cells = [c.strip() for c in line.strip("|").split("|")]
+        for fraction, cell in zip(("0.0", "0.3"), cells):
+            values = results[loss, fraction]
+            assert cell == f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    assert [line.split("|")[1].strip() for line in pivot[2:]] == ["huber", "mse"]  # best first, over both conditions
+    assert len(MlflowClient(tracking_uri=store).search_runs(
+        [MlflowClient(tracking_uri=store).get_experiment_by_name("conditions").experiment_id])) == 8
