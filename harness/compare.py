@@ -21,6 +21,7 @@ tables as the run's description (the markdown the MLflow UI shows on the run pag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import sys
@@ -107,6 +108,24 @@ def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> 
     return search(client, found.experiment_id, parent)
 
 
+def where(runs: pd.DataFrame, conditions: str | None) -> pd.DataFrame:
+    """The runs whose tag or param ``KEY`` equals ``VALUE`` for every ``KEY=VALUE`` of the comma-separated
+    ``conditions`` (values compared as text, then as numbers: ``0.30`` matches ``0.3``)."""
+    for item in _keys(conditions):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --where takes KEY=VALUE, got '{item}'")
+        col = column(runs, key.strip())
+        text = runs[col].astype(str)
+        keep = text == value.strip()
+        with contextlib.suppress(ValueError):
+            keep |= pd.to_numeric(runs[col], errors="coerce") == float(value)
+        if not keep.any():
+            raise SystemExit(f"error: no run has {key.strip()}={value.strip()}; values: {sorted(text.unique())}")
+        runs = runs[keep]
+    return runs.reset_index(drop=True)
+
+
 def runs_of_metric(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The runs of the tasks that log ``metric`` (``test/rmse``: regression runs), failed ones included; runs of
     other tasks sharing the experiment are not part of its table."""
@@ -160,7 +179,7 @@ def resolve_baseline(table: pd.DataFrame, baseline: str | None) -> str | None:
 
 
 PAIRED_COLUMNS = ["metric", "baseline", "pairs", "diff", "ci_low", "ci_high", "p_value", "test",
-                  "arm_better", "baseline_better", "ties", "distinguishable", "underpowered"]
+                  "arm_better", "baseline_better", "ties", "distinguishable", "underpowered", "p_holm"]
 
 
 def compare(runs: pd.DataFrame, metric: str, by: list[str], baseline: str | None = None) -> pd.DataFrame:
@@ -189,8 +208,10 @@ def compare(runs: pd.DataFrame, metric: str, by: list[str], baseline: str | None
             result = stats.paired([], [], lower)
         table.loc[i, PAIRED_COLUMNS[2:]] = [
             result.pairs, result.diff, result.ci_low, result.ci_high, result.p, result.test,
-            result.arm_better, result.baseline_better, result.ties, result.distinguishable, result.underpowered,
+            result.arm_better, result.baseline_better, result.ties, result.distinguishable, result.underpowered, None,
         ]
+    others = table["arm"] != base
+    table.loc[others, "p_holm"] = stats.holm(table.loc[others, "p_value"].tolist())
     table.attrs.update(duplicates=duplicates, paired=True)
     return table
 
@@ -208,21 +229,22 @@ P_MARK = {stats.EXACT: "", stats.PERMUTATION: " (perm.)", stats.ASYMPTOTIC: " (a
 
 def _paired_cells(row: pd.Series, base: str, lower: bool, best: str) -> list[str]:
     if row["arm"] == base:
-        return ["(baseline)", "", "", "best" if base == best else "baseline"]
+        return ["(baseline)", "", "", "", "best" if base == best else "baseline"]
     pairs = int(row["pairs"])
     if pairs == 0:
-        return ["no paired seeds", "", "", "n/a"]
+        return ["no paired seeds", "", "", "", "n/a"]
     if pairs == 1:
         diff = f"{_signed(row['diff'])} (1 pair: no interval)"
     else:
         diff = f"{_signed(row['diff'])} [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
     p = f"{row['p_value']:.2g}{P_MARK.get(row['test'], '')}"
+    p_holm = "" if row["p_holm"] is None or math.isnan(row["p_holm"]) else f"{row['p_holm']:.2g}"
     wins = f"{int(row['baseline_better'])} of {pairs} seeds" + (f" ({int(row['ties'])} tied)" if row["ties"] else "")
     if row["distinguishable"]:
         verdict = "worse" if (row["diff"] > 0) == lower else "better"
     else:
         verdict = "not distinguishable" if pairs > 1 else "n/a"
-    return [diff, p, wins, verdict]
+    return [diff, p, p_holm, wins, verdict]
 
 
 def legend(table: pd.DataFrame, metric: str) -> list[str]:
@@ -237,8 +259,9 @@ def legend(table: pd.DataFrame, metric: str) -> list[str]:
         f"− {base} in {metric}, averaged over the seeds on which both finished ({'lower' if lower else 'higher'} is "
         f"better, so a {'positive' if lower else 'negative'} diff is worse than {base}); 95% CI: t-based (Student's t "
         f"over the per-seed differences); p: two-sided Wilcoxon signed-rank test (SciPy), exact unless marked "
-        f"(perm.: ties or zero differences, exact permutation test; approx.: normal approximation); "
-        f"*not distinguishable*: the interval includes 0."
+        f"(perm.: ties or zero differences, exact permutation test; approx.: normal approximation); p (Holm): "
+        f"Wilcoxon's p adjusted for the {len(others)} comparisons against {base} (Holm 1979; below 0.05, a difference "
+        f"holds at a 5% family-wise error rate); *not distinguishable*: the interval includes 0."
     ]
     weak = others[others["underpowered"].astype(bool) & (others["pairs"] > 0)]
     if len(weak):
@@ -267,7 +290,7 @@ def markdown(table: pd.DataFrame, metric: str, by: list[str]) -> str:
     base = table.attrs.get("baseline")
     heads = [*by, f"{metric} (mean ± std)", "seeds", "failed"]
     if paired:
-        heads += [f"diff vs {base} [95% CI, t]", "p (Wilcoxon)", f"{base} better on", "verdict"]
+        heads += [f"diff vs {base} [95% CI, t]", "p (Wilcoxon)", "p (Holm)", f"{base} better on", "verdict"]
     lines = [f"**{metric}** ({'lower' if lower else 'higher'} is better), best first:", "",
              "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     best = str(table.iloc[0]["arm"]) if len(table) else ""
@@ -314,7 +337,7 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
     for ax, table in zip(axes[0], tables):
         curve = "val/" + table.attrs["metric"].split("/", 1)[-1]
         drawn = 0
-        for _, row in table.iterrows():
+        for k, (_, row) in enumerate(table.iterrows()):
             runs = []
             for run_id in row["run_ids"]:
                 if (run_id, curve) not in histories:
@@ -326,7 +349,7 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
                 continue
             length = min(len(h) for h in runs)
             mean = [sum(h[i] for h in runs) / len(runs) for i in range(length)]
-            ax.plot(range(1, length + 1), mean, label=str(row["arm"]))
+            ax.plot(range(1, length + 1), mean, label=str(row["arm"]), **line_style(k))
             drawn += 1
         ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)", title=f"learning curves: {curve}")
         if drawn:
@@ -362,6 +385,11 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
     plot_grad_share(tables[0], client, out)
 
 
+def line_style(k: int) -> dict[str, str]:
+    """The k-th arm's colour and dash: ten colours, then the same colours dashed, then dotted."""
+    return {"color": f"C{k % 10}", "linestyle": ("-", "--", ":")[(k // 10) % 3]}
+
+
 def plot_grad_share(table: pd.DataFrame, client: Any, out: Path) -> None:
     """``grad_share.png`` when the runs logged ``trainer.grad_share``: per group, its share of the loss gradient per
     epoch, one line per arm (mean over seeds), the group's share of the data dashed (:mod:`harness.grad_share`)."""
@@ -373,13 +401,14 @@ def plot_grad_share(table: pd.DataFrame, client: Any, out: Path) -> None:
         return
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
     for ax, group in zip(axes[0], groups):
-        for _, row in table.iterrows():
+        for k, (_, row) in enumerate(table.iterrows()):
             runs = [[m.value for m in sorted(client.get_metric_history(r, f"grad_share/{group}"), key=lambda m: m.step)]
                     for r in row["run_ids"]]
             runs = [h for h in runs if h]
             if runs:
                 length = min(len(h) for h in runs)
-                ax.plot(range(1, length + 1), [sum(h[i] for h in runs) / len(runs) for i in range(length)], label=str(row["arm"]))
+                ax.plot(range(1, length + 1), [sum(h[i] for h in runs) / len(runs) for i in range(length)],
+                        label=str(row["arm"]), **line_style(k))
         fractions = {client.get_run(r).data.params.get(f"grad_share.{group}_fraction") for ids in table["run_ids"] for r in ids}
         if len(fractions) == 1 and None not in fractions:  # one condition: the group's share of the data, dashed
             fraction = float(fractions.pop())
@@ -432,7 +461,7 @@ def plot_conditions(runs: pd.DataFrame, metrics: list[str], by: list[str], key: 
                 ax.scatter([x] * len(values), values, s=9, color=f"C{k % 10}", alpha=0.45, linewidths=0)
                 xs.append(x)
                 means.append(mean)
-            ax.plot(xs, means, marker="o", markersize=4, color=f"C{k % 10}", label=arm)
+            ax.plot(xs, means, marker="o", markersize=4, label=arm, **line_style(k))
         ax.set_xticks([position[v] for v in conditions], [str(v) for v in conditions])
         ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({'lower' if lower_is_better(metric) else 'higher'} is "
                "better)\nmean over seeds, 95% t-interval, seeds as dots")
@@ -607,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the study's condition: also write a pivot (one column per value of this key) and "
                              "conditions.png (each metric against it, one line per arm)")
     parser.add_argument("--parent", default=None, help="only the runs of this sweep (parent run id)")
+    parser.add_argument("--where", default=None,
+                        help="only the runs whose tags or params have these values, e.g. data.outlier_fraction=0.3 "
+                             "(comma-separated KEY=VALUE): paired statistics within one condition")
     parser.add_argument("--log", action="store_true",
                         help="with --parent: put the comparison on the parent run (description, artifacts, metrics)")
     parser.add_argument("--out", default=None, help="output folder (default: comparison/<experiment>)")
@@ -637,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment_id = parent_run.info.experiment_id
         experiment = client.get_experiment(experiment_id).name
 
-    runs = search(client, experiment_id, args.parent)
+    runs = where(search(client, experiment_id, args.parent), args.where)
     if runs.empty:
         print(f"no runs in {'sweep ' + args.parent if args.parent else 'experiment'} '{experiment}'", file=sys.stderr)
         return 1

@@ -46,17 +46,41 @@ def mae(input: Tensor, target: Tensor, *, weight: Tensor | None = None, reductio
     return reduce((input - target).abs(), reduction, weight)
 
 
-@register("huber", constraints={"delta": positive()}, **_REG)
+MAD_TO_SD = 1.4826  # 1 / Phi^-1(3/4): the MAD of a normal sample times this estimates its sd
+
+
+def robust_scale(r: Tensor) -> Tensor:
+    """``1.4826 * MAD`` of the residuals ``r`` (the median absolute deviation from their median): an estimate of
+    their sd that gross outliers do not inflate. Not differentiated (a constant of each step); the dtype's eps when
+    the MAD is 0 (half the residuals equal), rather than a division by 0."""
+    with torch.no_grad():
+        flat = r.detach().reshape(-1)
+        mad = (flat - flat.median()).abs().median()
+        return (MAD_TO_SD * mad).clamp_min(torch.finfo(r.dtype).eps)
+
+
+@register("huber", constraints={"delta": positive(), "scale": optional(positive())}, **_REG)
 def huber(
-    input: Tensor, target: Tensor, *, delta: float = 1.0, weight: Tensor | None = None, reduction: str = "mean"
+    input: Tensor,
+    target: Tensor,
+    *,
+    delta: float = 1.0,
+    scale: float | None = 1.0,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
 ) -> Tensor:
-    """Huber loss: ``0.5 r**2`` for ``|r| <= delta``, else ``delta * (|r| - 0.5 delta)``, with ``r = input - target``.
+    """Huber loss: ``0.5 r**2`` for ``|r| <= delta``, else ``delta * (|r| - 0.5 delta)``, with ``r = input - target``;
+    with a ``scale`` s, ``s**2 * huber(r / s)``: ``delta`` counted in scales (the default ``s = 1`` is the plain loss).
 
     Convention: Keras ``Huber`` and ``torch.nn.HuberLoss`` (quadratic part not divided by ``delta``). It differs
     from ``smooth_l1`` by the factor ``delta``: ``huber(delta=b) == b * smooth_l1(beta=b)``. Huber (1964)'s
-    95%-efficiency choice under Gaussian noise is ``delta = 1.345 * sigma``.
+    95%-efficiency choice under Gaussian noise is ``delta = 1.345 * sigma``. ``scale=None``: s is estimated from
+    each batch's residuals (:func:`robust_scale`, 1.4826 MAD), so ``delta`` needs no known noise level.
     """
     input, target = _prepare("huber", input, target)
+    if scale is None or scale != 1:
+        s = robust_scale(input - target) if scale is None else scale
+        return reduce((s * s) * F.huber_loss(input / s, target / s, reduction="none", delta=delta), reduction, weight)
     if weight is None:
         return F.huber_loss(input, target, reduction=check_reduction(reduction), delta=delta)
     return reduce(F.huber_loss(input, target, reduction="none", delta=delta), reduction, weight)
@@ -142,17 +166,19 @@ def quantile(
     return reduce(torch.maximum(q * r, (q - 1.0) * r), reduction, weight)
 
 
-@register("cauchy", aliases=("lorentzian",), constraints={"scale": positive()}, **_REG)
+@register("cauchy", aliases=("lorentzian",), constraints={"scale": optional(positive())}, **_REG)
 def cauchy(
-    input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean"
+    input: Tensor, target: Tensor, *, scale: float | None = 1.0, weight: Tensor | None = None, reduction: str = "mean"
 ) -> Tensor:
     """Cauchy (Lorentzian) loss ``log(1 + 0.5 (r / scale)**2)``.
 
     Convention: Barron (2019)'s ``alpha = 0`` member, so ``cauchy(scale=c) == barron(alpha=0, scale=c)``; it is
     ``r**2 / (2 c**2)`` near 0 and grows only logarithmically, so gross outliers have vanishing influence.
+    ``scale=None``: estimated from each batch's residuals (:func:`robust_scale`, 1.4826 MAD).
     """
     input, target = _prepare("cauchy", input, target)
-    return reduce(torch.log1p(0.5 * _scaled_square(input - target, scale)), reduction, weight)
+    r = input - target
+    return reduce(torch.log1p(0.5 * _scaled_square(r, robust_scale(r) if scale is None else scale)), reduction, weight)
 
 
 def _scaled_square(r: Tensor, scale: float | Tensor) -> Tensor:
@@ -339,21 +365,25 @@ def barron_adaptive(
 # Each is ``barron`` at one alpha (its closed form), under its own name: the losses robust-vision papers cite.
 
 
-@register("welsch", aliases=("leclerc",), constraints={"scale": positive()}, **_REG)
-def welsch(input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """Welsch (Leclerc) loss ``1 - exp(-0.5 (r / scale)**2)``: Barron's ``alpha = -inf``, bounded by 1."""
+@register("welsch", aliases=("leclerc",), constraints={"scale": optional(positive())}, **_REG)
+def welsch(input: Tensor, target: Tensor, *, scale: float | None = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Welsch (Leclerc) loss ``1 - exp(-0.5 (r / scale)**2)``: Barron's ``alpha = -inf``, bounded by 1.
+    ``scale=None``: estimated from each batch's residuals (:func:`robust_scale`, 1.4826 MAD)."""
     input, target = _prepare("welsch", input, target)
-    return reduce(1.0 - torch.exp(-0.5 * _scaled_square(input - target, scale)), reduction, weight)  # exp: expm1 is slow on CPU
+    r = input - target
+    return reduce(1.0 - torch.exp(-0.5 * _scaled_square(r, robust_scale(r) if scale is None else scale)), reduction, weight)  # exp: expm1 is slow on CPU  # exp: expm1 is slow on CPU
 
 
-@register("geman_mcclure", constraints={"scale": positive()}, **_REG)
-def geman_mcclure(input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+@register("geman_mcclure", constraints={"scale": optional(positive())}, **_REG)
+def geman_mcclure(input: Tensor, target: Tensor, *, scale: float | None = 1.0, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Geman-McClure loss ``2 (r / scale)**2 / ((r / scale)**2 + 4)``: Barron's ``alpha = -2``, bounded by 2.
+    ``scale=None``: estimated from each batch's residuals (:func:`robust_scale`, 1.4826 MAD).
 
     Convention: Barron's scaling (quadratic ``0.5 (r/c)**2`` near 0); Geman & McClure (1987) wrote
     ``r**2 / (r**2 + c**2)``, which is ours at ``scale = c / 2`` divided by 2."""
     input, target = _prepare("geman_mcclure", input, target)
-    x2 = _scaled_square(input - target, scale)
+    r = input - target
+    x2 = _scaled_square(r, robust_scale(r) if scale is None else scale)
     return reduce(2.0 * x2 / (x2 + 4.0), reduction, weight)
 
 
@@ -362,9 +392,6 @@ def charbonnier(input: Tensor, target: Tensor, *, scale: float = 1.0, weight: Te
     """Charbonnier (pseudo-Huber, smooth L1-L2) loss ``sqrt((r / scale)**2 + 1) - 1``: Barron's ``alpha = 1``."""
     input, target = _prepare("charbonnier", input, target)
     return reduce(_rho(_scaled_square(input - target, scale), 1.0), reduction, weight)
-
-
-MAD_TO_SD = 1.4826  # 1 / Phi^-1(3/4): the MAD of a normal sample times this estimates its sd
 
 
 @register("tukey", aliases=("biweight", "tukey_biweight"), constraints={"c": positive(), "scale": optional(positive())}, **_REG)
@@ -387,13 +414,7 @@ def tukey(
     """
     input, target = _prepare("tukey", input, target)
     r = input - target
-    if scale is None:
-        with torch.no_grad():
-            flat = r.detach().reshape(-1)
-            mad = (flat - flat.median()).abs().median()
-            s = (MAD_TO_SD * mad).clamp_min(torch.finfo(r.dtype).eps)
-    else:
-        s = scale
+    s = robust_scale(r) if scale is None else scale
     u2 = (r / s).square() / (c * c)
     rho = (c * c / 6.0) * (1.0 - (1.0 - u2.clamp_max(1.0)) ** 3)
     return reduce(rho, reduction, weight)

@@ -35,3 +35,20 @@ def test_pivot_and_conditions_plot(make_cfg, store, tmp_path, capsys):
     assert [line.split("|")[1].strip() for line in pivot[2:]] == ["huber", "mse"]  # best first, over both conditions
     assert len(MlflowClient(tracking_uri=store).search_runs(
         [MlflowClient(tracking_uri=store).get_experiment_by_name("conditions").experiment_id])) == 8
+
+
+def test_where_keeps_one_condition_for_paired_statistics(make_cfg, store, tmp_path, capsys):
+    for fraction in ("0.0", "0.3"):
+        for loss in ("mse", "huber"):
+            for seed in (0, 1, 2):
+                execute(make_cfg(f"loss={loss}", f"data.outlier_fraction={fraction}", f"seed={seed}", "trainer.epochs=3",
+                                 "tracking.experiment=where"))
+    out = tmp_path / "cmp"
+    assert compare_main(["--experiment", "where", "--tracking-uri", store, "--by", "loss", "--metric", "test/rmse",
+                         "--where", "data.outlier_fraction=0.30", "--baseline", "huber", "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "comparison.csv")
+    assert sorted(table["n"]) == [3, 3]  # 3 seeds per arm: only the runs at 0.3 (0.30 matches 0.3 as a number)
+    with pytest.raises(SystemExit, match=r"no run has data.outlier_fraction=0.5; values: \['0.0', '0.3'\]"):
+        compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "data.outlier_fraction=0.5"])

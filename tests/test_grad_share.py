@@ -79,6 +79,13 @@ def test_mse_spends_its_gradient_on_the_outliers_and_huber_does_not(make_cfg, st
     assert "grad_share.png" in capsys.readouterr().out.splitlines()[-1] and (out / "grad_share.png").stat().st_size > 10_000
 
 
+def test_mae_shares_its_gradient_in_proportion_to_the_data(make_cfg):
+    # |d mae / d output| = 1/n for every example with a nonzero residual: each group's share is its share of the data
+    # (batches of 100 divide the 1000 training examples: every step weighs its examples alike)
+    result = execute(make_cfg("data=outliers", "loss=mae", "trainer.epochs=3", "trainer.batch_size=100", "trainer.grad_share=true"))
+    assert [s["grad_share/outliers"] for s in shares_of(result)] == pytest.approx([0.1] * 3, abs=1e-6)
+
+
 def test_watching_the_gradient_does_not_change_the_training(make_cfg):
     on = execute(make_cfg("data=outliers", "loss=huber", "trainer.epochs=3", "trainer.grad_share=true"))
     off = execute(make_cfg("data=outliers", "loss=huber", "trainer.epochs=3"))

@@ -195,7 +195,7 @@ def test_two_identical_arms_come_out_indistinguishable(make_cfg, store, capsys):
     parent = callback.run.client.get_run(callback.run.run_id)
     note = parent.data.tags[compare.NOTE_TAG]
     assert "| loss.delta | test/rmse (mean ± std) | seeds | failed |" in note
-    assert "+0.0000 [+0.0000, +0.0000] | 1 (all diffs 0) | 0 of 3 seeds (3 tied) | not distinguishable |" in note
+    assert "+0.0000 [+0.0000, +0.0000] | 1 (all diffs 0) | 1 | 0 of 3 seeds (3 tied) | not distinguishable |" in note
     assert "**Underpowered**: fewer than 5 paired seeds (3 pairs; every arm)" in note
     assert parent.info.status == "FINISHED" and parent.data.tags["comparison.by"] == "loss.delta"
     children = child_runs(callback.run.client, callback.run.run_id, callback.experiment_id)
@@ -262,3 +262,10 @@ def test_a_real_sweep_puts_the_paired_comparison_on_its_parent_run(tmp_path):
     logged = client.get_run(parent.info.run_id)
     assert "**test/mae**" in logged.data.tags[compare.NOTE_TAG] and "arm/mse/test_mae_mean" in logged.data.metrics
     assert all(Path(out / name).stat().st_size > 0 for name in compare.FILES)
+
+
+def test_holm_adjustment_by_hand():
+    # sorted finite p: 0.01, 0.03, 0.04 (m = 3) -> 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04)
+    assert stats.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(stats.holm([0.01, 0.04, 0.03, float("nan")])[3])
+    assert stats.holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1

@@ -18,7 +18,7 @@ from harness.__main__ import CONF_DIR
 from harness.data import build_data
 from harness.tracking import open_experiment, resolve_uri, start_run
 
-FRACTIONS, SEEDS = (0.0, 0.1, 0.3), (0, 1, 2)
+FRACTIONS, SEEDS = (0.0, 0.1, 0.3), tuple(range(10))
 
 
 def main() -> None:
