@@ -120,7 +120,8 @@ class SweepParentRun(Callback):
             run_id, created = tuning.join_parent(sweeper, create, client)
             if not created:
                 remote = str(uri).startswith(("http://", "https://"))
-                self.run = Run(client, run_id, spool=spool_root() / "mlflow-spool" / run_id if remote else None)
+                spool = spool_root() / "mlflow-spool" / f"{run_id}-{os.getpid()}"  # workers may share a directory
+                self.run = Run(client, run_id, spool=spool if remote else None)
                 name = f"{client.get_run(run_id).info.run_name}, joined"
             self.run.set_tags({tuning.worker_tag(): "1"})
         else:
@@ -188,8 +189,7 @@ class SweepParentRun(Callback):
             return False
         busy = tuning.trials_in_flight(self.sweeper)
         if not busy:  # this worker closes the parent run: its tags get the whole study's best trial
-            tuning.report(tuning.shared_study(self.sweeper), None, (self.run.client, self.run.run_id),
-                          "all workers' best trial")
+            tuning.report(tuning.shared_study(self.sweeper), None, self.run.set_tags, "all workers' best trial")
         if busy:
             print(f"sweep: this worker is done; {busy} trial(s) of study '{self.sweeper.study_name}' still run in other "
                   f"workers: the last worker to end closes parent run {self.run.run_id}", flush=True)

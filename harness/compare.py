@@ -260,7 +260,8 @@ def legend(table: pd.DataFrame, metric: str) -> list[str]:
         f"better, so a {'positive' if lower else 'negative'} diff is worse than {base}); 95% CI: t-based (Student's t "
         f"over the per-seed differences); p: two-sided Wilcoxon signed-rank test (SciPy), exact unless marked "
         f"(perm.: ties or zero differences, exact permutation test; approx.: normal approximation); p (Holm): "
-        f"Wilcoxon's p adjusted for the {len(others)} comparisons against {base} (Holm 1979; below 0.05, a difference "
+        f"Wilcoxon's p adjusted for the {int(pd.to_numeric(others['p_value'], errors='coerce').notna().sum())} "
+        f"comparisons against {base} (Holm 1979; below 0.05, a difference "
         f"holds at a 5% family-wise error rate); *not distinguishable*: the interval includes 0."
     ]
     weak = others[others["underpowered"].astype(bool) & (others["pairs"] > 0)]

@@ -41,12 +41,18 @@ class GradShare:
         self.sums: dict[str, Tensor] = {}
         self.total: Tensor | None = None
 
-    def add(self, grad: Tensor, idx: Tensor) -> None:
-        """Add a step's output gradient ``grad`` for the training examples ``idx``."""
+    def add(self, grad: Tensor, idx: Tensor, scale: float | Tensor = 1.0) -> None:
+        """Add a step's output gradient ``grad`` for the training examples ``idx``; ``scale``: the loss scale it
+        carries (a ``GradScaler``'s), divided out. A step whose gradient is not finite (a step the scaler skips)
+        adds nothing, decided on the device (no host sync)."""
+        g = grad.detach().float() / scale
+        total = g.abs().sum()
+        finite = torch.isfinite(total)
         for name, mask in self.groups.items():
             m = mask[idx]
-            self.sums[name] = self.sums.get(name, 0) + (per_element(grad, m) * m).sum()
-        total = grad.detach().abs().float().sum()
+            part = torch.where(finite, (per_element(g, m) * m).sum(), 0.0)
+            self.sums[name] = self.sums.get(name, 0) + part
+        total = torch.where(finite, total, 0.0)
         self.total = total if self.total is None else self.total + total
 
     def epoch(self) -> dict[str, float]:

@@ -139,7 +139,7 @@ def fit(
                     loss.backward()
                     optimizer.step()
                 if shares is not None:
-                    shares.add(output.grad, idx)
+                    shares.add(output.grad, idx, scaler.get_scale() if scaler.is_enabled() else 1.0)
                 if scheduler is not None:
                     scheduler.step()
                 bar.update()

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the study's user attribute naming its MLflow parent run
 WORKER_TAG = "sweep.worker/"           # parent-run tag per worker process: sweep.worker/<host>/<pid>
@@ -203,23 +203,37 @@ def objective(ret: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+SURPLUS = "not run: the study reached n_trials"
+
+
+def counted(trials: list[Any]) -> list[Any]:
+    """The trials that count towards ``n_trials``: all but the surplus ones a worker asked for and did not run."""
+    return [t for t in trials if t.user_attrs.get("harness") != SURPLUS]
+
+
 def run_study(sweeper: Mapping[str, Any], launcher: Any, arguments: list[str], sweep_dir: Path,
-              parent: tuple[Any, str] | None = None) -> Any:
-    """Ask the study for trials, ``n_jobs`` at a time, run each as a job of ``launcher``, tell the study its
-    validation value (a failed or diverged job is a failed trial), until the study holds ``n_trials`` trials.
-    Writes ``optimization_results.yaml`` into ``sweep_dir`` and tags the parent run (``parent``: client, run id)
-    with the best trial. Returns the study."""
+              set_tags: Callable[[dict[str, str]], None] | None = None) -> Any:
+    """Ask the study for trials, up to ``n_jobs`` at a time, run each as a job of ``launcher``, tell the study its
+    validation value (a failed or diverged job is a failed trial), until the study counts ``n_trials`` trials.
+    A trial that other workers' trials pushed past ``n_trials`` (numbers are handed out in order, so every worker
+    judges a trial alike) is told failed, marked surplus, and not run. Writes ``optimization_results.yaml`` into
+    ``sweep_dir`` and tags the parent run through ``set_tags`` with the best trial. Returns the study."""
     optuna = optuna_module()
     space, fixed = check(sweeper, arguments)
     study, _ = open_study(sweeper)
     n_trials, n_jobs = int(sweeper["n_trials"]), max(1, int(sweeper.get("n_jobs") or 1))
     ran = 0
-    while len(study.get_trials(deepcopy=False)) < n_trials:
-        trials = [study.ask(space) for _ in range(n_jobs)]
-        for surplus in [t for t in trials if t.number >= n_trials]:  # other workers took the last trials meanwhile
-            surplus.set_user_attr("harness", "not run: the study reached n_trials")
-            study.tell(surplus, state=optuna.trial.TrialState.FAIL)
-        trials = [t for t in trials if t.number < n_trials]
+    while (left := n_trials - len(counted(study.get_trials(deepcopy=False)))) > 0:
+        trials = [study.ask(space) for _ in range(min(n_jobs, left))]
+        others = counted(study.get_trials(deepcopy=False))
+        keep = []
+        for trial in trials:
+            if len([t for t in others if t.number < trial.number]) >= n_trials:
+                trial.set_user_attr("harness", SURPLUS)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                keep.append(trial)
+        trials = keep
         if not trials:
             break
         jobs = [tuple(fixed + [f"{k}={v}" for k, v in t.params.items()]) for t in trials]
@@ -240,14 +254,15 @@ def run_study(sweeper: Mapping[str, Any], launcher: Any, arguments: list[str], s
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     print(f"optuna: study '{study.study_name}': this worker ran {ran} trial(s); the study has {len(done)} complete "
           f"of {n_trials}", flush=True)
-    report(study, sweep_dir, parent)
+    report(study, sweep_dir, set_tags)
     return study
 
 
-def report(study: Any, sweep_dir: Path | None, parent: tuple[Any, str] | None, what: str = "best trial") -> None:
+def report(study: Any, sweep_dir: Path | None, set_tags: Callable[[dict[str, str]], None] | None,
+           what: str = "best trial") -> None:
     """The study's best trial so far: printed, written to ``sweep_dir/optimization_results.yaml`` (Hydra's Optuna
-    sweeper's file) and set as ``optuna.*`` tags of the parent run (``parent``: client, run id). The worker that
-    closes a shared study's parent run calls it again, so the tags end with the whole study's best."""
+    sweeper's file) and set as ``optuna.*`` tags of the parent run through ``set_tags``. The worker that closes a
+    shared study's parent run calls it again, so the tags end with the whole study's best."""
     from omegaconf import OmegaConf
 
     optuna = optuna_module()
@@ -261,10 +276,7 @@ def report(study: Any, sweep_dir: Path | None, parent: tuple[Any, str] | None, w
                    "best_params": dict(best.params), "best_value": best.value}
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
-    if parent is not None:
-        client, run_id = parent
+    if set_tags is not None:
         tags = {"optuna.study": study.study_name, "optuna.best_trial": str(best.number),
                 "optuna.best_value": str(best.value)}
-        tags.update({f"optuna.best.{k}": str(v) for k, v in best.params.items()})
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
+        set_tags({**tags, **{f"optuna.best.{k}": str(v) for k, v in best.params.items()}})

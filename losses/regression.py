@@ -51,8 +51,9 @@ MAD_TO_SD = 1.4826  # 1 / Phi^-1(3/4): the MAD of a normal sample times this est
 
 def robust_scale(r: Tensor) -> Tensor:
     """``1.4826 * MAD`` of the residuals ``r`` (the median absolute deviation from their median): an estimate of
-    their sd that gross outliers do not inflate. Not differentiated (a constant of each step); the dtype's eps when
-    the MAD is 0 (half the residuals equal), rather than a division by 0."""
+    their sd that gross outliers do not inflate. Not differentiated (a constant of each step); medians as
+    ``torch.median`` takes them (the lower middle value of an even count); the dtype's eps when the MAD is 0 (half
+    the residuals equal, or a batch of one), rather than a division by 0. Every element counts, whatever its weight."""
     with torch.no_grad():
         flat = r.detach().reshape(-1)
         mad = (flat - flat.median()).abs().median()

@@ -32,6 +32,16 @@ def test_mse_shares_by_hand():
     assert shares.fractions() == pytest.approx({"outliers": 2 / 6, "clean": 4 / 6})
 
 
+def test_a_scaled_gradient_counts_alike_and_a_non_finite_step_not_at_all():
+    outliers = torch.tensor([True, False, False, False])
+    plain, scaled = GradShare({"outliers": outliers}), GradShare({"outliers": outliers})
+    grad = torch.tensor([[4.0], [1.0], [-1.0], [2.0]])
+    plain.add(grad, torch.arange(4))
+    scaled.add(grad * 65536, torch.arange(4), scale=65536.0)  # a GradScaler's loss scale, divided out
+    scaled.add(torch.tensor([[float("inf")], [1.0], [0.0], [0.0]]), torch.arange(4))  # a step the scaler skips
+    assert plain.epoch() == scaled.epoch() == pytest.approx({"grad_share/outliers": 0.5})
+
+
 def test_per_pixel_shares_by_hand():
     # softmax cross-entropy per pixel: dL/dz = (softmax(z) - onehot) / pixels, whose channel sum of |.| is 2 (1 - p_true)
     torch.manual_seed(0)

@@ -32,18 +32,20 @@ def test_search_space_reads_hydra_sweep_syntax():
 def test_a_stored_study_is_tuned_further_under_the_same_parent(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = ["experiment=tune_huber_delta", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=again"]
-    first = sweep(tmp_path, *args, "hydra.sweeper.n_trials=2")
+    # two trials at a time, then the one left: no trial asked beyond n_trials
+    first = sweep(tmp_path, *args, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "this worker ran 2 trial(s); the study has 2 complete of 2" in first.stdout
-    again = sweep(tmp_path, *args, "hydra.sweeper.n_trials=3")  # n_trials counts the study's trials: one more
+    assert "this worker ran 3 trial(s); the study has 3 complete of 3" in first.stdout
+    again = sweep(tmp_path, *args, "hydra.sweeper.n_trials=4")  # n_trials counts the study's trials: one more
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "this worker ran 1 trial(s); the study has 3 complete of 3" in again.stdout
+    assert "this worker ran 1 trial(s); the study has 4 complete of 4" in again.stdout
     (parent,), children = runs(tmp_path, "tune_huber_delta")
     assert f"sweep parent run {parent.info.run_id} (" in first.stdout and f"{parent.info.run_id} (sweep-" in again.stdout
     assert ", joined)" in again.stdout
-    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.finished"] == "3"
-    assert len(children) == 3 and {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.finished"] == "4"
+    assert len(children) == 4 and {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     study = optuna.load_study(study_name="again", storage=storage)
+    assert len(study.trials) == 4  # nothing surplus
     assert sorted(float(r.data.params["loss.delta"]) for r in children) == sorted(t.params["loss.delta"] for t in study.trials)
     assert float(parent.data.tags["optuna.best_value"]) == pytest.approx(study.best_value)
     assert study.best_value == pytest.approx(min(r.data.metrics["val/rmse"] for r in children))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,5 +33,16 @@ class OptunaSweeper(Sweeper):
         from harness.tuning import run_study
 
         parent_id = os.environ.get(PARENT_ENV)
-        parent = (open_store(resolve_uri(self.config.tracking.uri)), parent_id) if parent_id else None
-        return run_study(self.config.hydra.sweeper, self.launcher, arguments, Path(self.config.hydra.sweep.dir), parent)
+        set_tags = None
+        if parent_id:
+            client = open_store(resolve_uri(self.config.tracking.uri))
+
+            def set_tags(tags: dict[str, str]) -> None:
+                try:
+                    for key, value in tags.items():
+                        client.set_tag(parent_id, key, value)
+                except Exception as err:  # noqa: BLE001 - the server gone: the sweep's end reports it
+                    print(f"warning: the best trial's tags did not reach parent run {parent_id}: "
+                          f"{' '.join(str(err).split())[:200]}", file=sys.stderr, flush=True)
+
+        return run_study(self.config.hydra.sweeper, self.launcher, arguments, Path(self.config.hydra.sweep.dir), set_tags)
