@@ -350,14 +350,12 @@ class Run:
         """Record the training data as an MLflow dataset input (the UI's "Datasets used" column)."""
         import json
 
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from .upload import apply
 
         fields = dict(name=name, digest=digest, source_type="local" if source.startswith(("/", ".")) else "code",
                       source=json.dumps({"uri": source}), profile=json.dumps(dict(profile)))
-        self._write(
-            lambda: self.client.log_inputs(self.run_id, [DatasetInput(Dataset(**fields), [InputTag("mlflow.data.context", "train")])]),
-            lambda spool: spool.add({"op": "inputs", "dataset": fields, "context": "train"}),
-        )
+        op = {"op": "inputs", "dataset": fields, "context": "train"}
+        self._write(lambda: apply(self.client, self.run_id, op), lambda spool: spool.add(op))
 
     @_held
     def end(self, status: str) -> None:

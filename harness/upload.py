@@ -117,12 +117,26 @@ def apply(client: Any, run_id: str, op: dict[str, Any], spool: Path | None = Non
     elif kind == "inputs":
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        dataset = Dataset(**op["dataset"])
-        client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", op.get("context", "train"))])])
+        inputs = [DatasetInput(Dataset(**op["dataset"]), [InputTag("mlflow.data.context", op.get("context", "train"))])]
+        for attempt in range(3):
+            try:
+                client.log_inputs(run_id, inputs)
+                break
+            except Exception as err:  # noqa: BLE001 - only the race below is retried
+                if attempt == 2 or not _concurrent_insert(err):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     elif kind == "end":
         client.set_terminated(run_id, op["status"])
     else:
         raise ValueError(f"unknown spooled write {kind!r}")
+
+
+def _concurrent_insert(err: BaseException) -> bool:
+    """Whether ``err`` is the store's unique-key violation when two runs log the same new dataset at once: MLflow
+    looks the dataset up, then inserts it, so the second insert fails; tried again, it finds the first one's row."""
+    text = str(err)
+    return any(s in text for s in ("UniqueViolation", "IntegrityError", "UNIQUE constraint failed", "duplicate key"))
 
 
 def replay(spool: Spool, client: Any) -> int:

@@ -102,7 +102,7 @@ def test_bad_arguments_name_the_argument():
 def test_registry_spec_and_module():
     spec = losses.spec("huber")
     assert spec.tasks == ("regression",) and spec.input == "values" and spec.target == "float"
-    assert spec.params == {"delta": 1.0, "weight": None}
+    assert spec.params == {"delta": 1.0, "scale": 1.0, "weight": None}
     module = losses.get("huber", delta=2.0)
     assert isinstance(module, torch.nn.Module) and type(module).__name__ == "HuberLoss"
     assert "delta=2.0" in repr(module)

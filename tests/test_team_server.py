@@ -137,6 +137,39 @@ def test_sixteen_parallel_jobs_all_arrive_under_one_parent(server, client, tmp_p
     print(f"16 jobs, 4 workers: {seconds:.0f} s")
 
 
+def test_runs_logging_one_new_dataset_at_once_all_record_it(client):
+    """MLflow looks a dataset up, then inserts it: runs logging the same new dataset at once (the jobs of a sweep
+    on one dataset) race on its key; each run still records it, and no job fails."""
+    import threading
+    import uuid
+
+    from harness.upload import apply
+
+    experiment = client.create_experiment(f"team-datasets-{uuid.uuid4().hex[:8]}")
+    runs = [client.create_run(experiment).info.run_id for _ in range(8)]
+    errors: list[BaseException] = []
+    for round in range(4):
+        fields = dict(name="outliers", digest=uuid.uuid4().hex[:8], source_type="code", source='{"uri": "x"}',
+                      profile='{"train": 2000}')
+        barrier = threading.Barrier(len(runs))
+
+        def log(run_id: str) -> None:
+            barrier.wait()
+            try:
+                apply(client, run_id, {"op": "inputs", "dataset": fields, "context": "train"})
+            except BaseException as err:  # noqa: BLE001 - collected and asserted below
+                errors.append(err)
+
+        threads = [threading.Thread(target=log, args=(run_id,)) for run_id in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        for run_id in runs:
+            assert fields["digest"] in {d.dataset.digest for d in client.get_run(run_id).inputs.dataset_inputs}
+
+
 @pytest.fixture
 def spawned():
     """Processes a test starts in the background; killed at its end if still running (a failed assertion)."""
