@@ -84,6 +84,7 @@ RULES: dict[str, Rule] = {
     "trainer.progress": _choice(True, False, "auto"),
     "trainer.threads": Rule("null or an integer >= 1", lambda v: v is None or _int(1).ok(v)),
     "trainer.grad_share": _choice(True, False),
+    "trainer.keep_best": _choice(True, False),
     "optim.name": Rule(f"one of {optim.available()}", lambda v: v in optim.available()),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),

@@ -80,9 +80,15 @@ class Criterion:
         return self
 
     def logged_params(self) -> dict[str, str]:
+        """The class weights used and their form; for weights passed as the loss's own ``alpha`` or ``pos_weight``,
+        that argument's value as used (it replaces the config's, e.g. focal's ``alpha: 0.25``)."""
         if self.weights is None:
             return {}
-        return {"class_weights.values": str([round(w, 6) for w in self.weights]), "class_weights.form": str(self.weight_form)}
+        logged = {"class_weights.values": str([round(w, 6) for w in self.weights]), "class_weights.form": str(self.weight_form)}
+        if self.weight_form in ("alpha", "pos_weight"):
+            w0, w1 = self.weights[0], self.weights[1]
+            logged[f"loss.{self.weight_form}"] = f"{w1 / (w0 + w1) if self.weight_form == 'alpha' else w1 / w0:.6g}"
+        return logged
 
 
 def build_criterion(

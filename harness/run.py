@@ -24,7 +24,7 @@ from .loss_config import loss_name
 from .loss_config import target_of as loss_target
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
 from .tracking import reap_orphans, see_it, signal_handlers, signals_held, start_run
-from .train import NonFiniteLoss, fit, resolve_device
+from .train import BestEpoch, NonFiniteLoss, fit, resolve_device
 
 
 @dataclass
@@ -37,6 +37,7 @@ class RunResult:
     test: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    best: dict[str, float] = field(default_factory=dict)
 
 
 class Terminated(BaseException):
@@ -182,21 +183,38 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
         run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params(), **share_params(cfg, task, host)})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         run.log_dataset(host.name, digest, host.source, host.profile())
-        history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch))
+        best = BestEpoch(task.monitor, task.metrics[task.monitor]) if cfg.trainer.get("keep_best") else None
+        history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), best=best)
         seconds = time.perf_counter() - started
         test_eval = evaluate(model, data.test.x, data.test.y)
         test = task.test_metrics(test_eval, host, model)
         run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=cfg.trainer.epochs)
         if cfg.tracking.log_plots:
             log_plots(run, task, model, data, host, history, test_eval, run_name)
+        at_best = best_metrics(model, best, task, data, host)
+        run.log_metrics(at_best, step=cfg.trainer.epochs)
         run.end("FINISHED")
-    return RunResult(run.run_id, run_name, experiment_id, uri, "FINISHED", test, history, seconds)
+    return RunResult(run.run_id, run_name, experiment_id, uri, "FINISHED", test, history, seconds, at_best)
+
+
+def best_metrics(model: torch.nn.Module, best: BestEpoch | None, task: tasks.Task, data: DataBundle, host: DataBundle) -> dict[str, float]:
+    """The test metrics of the model as it was at the best validation epoch (``best/<metric>``, and that epoch as
+    ``best/epoch``); ``model`` is left in that state. None without ``trainer.keep_best``."""
+    if best is None or best.state is None:
+        return {}
+    model.load_state_dict(best.state)
+    test = task.test_metrics(evaluate(model, data.test.x, data.test.y), host, model)
+    return {"best/epoch": float(best.epoch), **{f"best/{k}": v for k, v in test.items()}}
 
 
 def summary(result: RunResult, experiment: str) -> str:
     width = max(len(k) for k in result.test) + 5
     lines = [f"run {result.run_name} finished in {result.seconds:.1f}s"]
     lines += [f"  {'test/' + k:<{width}} {v:.4f}" for k, v in result.test.items()]
+    if result.best:
+        headline = next(iter(result.test))
+        lines.append(f"  best validation epoch {result.best['best/epoch']:.0f} of {len(result.history)}: best/{headline} "
+                     f"{result.best['best/' + headline]:.4f} (each test metric at that epoch: best/<metric>)")
     lines.append(f"run id {result.run_id} in experiment '{experiment}' (id {result.experiment_id}), store {result.tracking_uri}")
     lines.append(see_it(result.tracking_uri, result.experiment_id, result.run_id))
     return "\n".join(lines)

@@ -54,6 +54,23 @@ def resolve_device(name: str) -> torch.device:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+class BestEpoch:
+    """The epoch with the best validation ``monitor`` so far (the first on ties; NaN never counts) and a CPU copy of
+    the model's state then: early stopping's model, evaluated once at the end (``best/<metric>``)."""
+
+    def __init__(self, monitor: str, lower_is_better: bool) -> None:
+        self.monitor, self.lower = monitor, lower_is_better
+        self.epoch: int | None = None
+        self.value = math.nan
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, value: float, model: nn.Module) -> None:
+        if math.isnan(value) or not (self.epoch is None or (value < self.value if self.lower else value > self.value)):
+            return
+        self.epoch, self.value = epoch, value
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def progress_mode(setting: bool | str) -> tuple[bool, bool]:
     """(progress bar, one plain line per epoch) for ``trainer.progress``: ``true`` the bar, ``false`` neither,
     ``auto`` the bar on a terminal and plain lines when stderr goes to a file or pipe (SLURM, nohup, CI logs)."""
@@ -77,6 +94,7 @@ def fit(
     data: DataBundle,
     cfg: DictConfig,
     on_epoch: EpochCallback | None = None,
+    best: BestEpoch | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``data.train`` for ``cfg.trainer.epochs``; return one dict of metrics per epoch.
 
@@ -87,7 +105,7 @@ def fit(
     make the parameters non-finite, so the next step's loss is non-finite: the run stops there, before any further
     update, and the step whose gradients were bad is reported. ``trainer.precision`` runs forward and loss
     under autocast; ``16-mixed`` scales the loss with a ``GradScaler``. ``trainer.grad_share`` adds
-    ``grad_share/<group>`` (:mod:`harness.grad_share`).
+    ``grad_share/<group>`` (:mod:`harness.grad_share`). ``best`` follows the best validation epoch.
     """
     x, y = data.train.x, data.train.y
     device = x.device
@@ -156,6 +174,8 @@ def fit(
             val = task.score(evaluate(model, data.val.x, data.val.y), data)
             metrics.update({f"val/{k}": v for k, v in val.items()})
             history.append(metrics)
+            if best is not None:
+                best.update(epoch, val[best.monitor], model)
             bar.set_postfix(epoch=epoch, loss=f"{metrics['train/loss']:.4g}", **{task.monitor: f"{val[task.monitor]:.4g}"})
             if lines_on:
                 print(

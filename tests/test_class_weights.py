@@ -66,3 +66,14 @@ def test_weights_used_are_logged_as_params(make_cfg, store):
     assert params["data.class_weights"] == "balanced" and params["class_weights.form"] == "pos_weight"
     w0, w1 = eval(params["class_weights.values"])  # noqa: S307 - our own logged list
     assert w1 / w0 == pytest.approx(9.0, rel=0.01)
+    assert float(params["loss.pos_weight"]) == pytest.approx(w1 / w0, rel=1e-5)
+
+
+def test_focal_logs_the_alpha_its_class_weights_gave(make_cfg, store):
+    """Class weights reach binary focal as alpha = w1 / (w0 + w1); the run records that alpha, not the config's."""
+    result = execute(make_cfg("data=imbalanced", "data.n_samples=2000", "data.positive_fraction=0.1",
+                              "loss=focal", "loss.alpha=0.25", "data.class_weights=balanced", "trainer.epochs=1"))
+    params = MlflowClient(tracking_uri=store).get_run(result.run_id).data.params
+    w0, w1 = eval(params["class_weights.values"])  # noqa: S307 - our own logged list
+    assert params["class_weights.form"] == "alpha"
+    assert float(params["loss.alpha"]) == pytest.approx(w1 / (w0 + w1), rel=1e-5) and float(params["loss.alpha"]) > 0.85

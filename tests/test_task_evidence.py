@@ -41,7 +41,8 @@ def test_one_percent_positives_weights_and_focal_raise_minority_recall(make_cfg)
     "overrides, plots, metrics",
     [
         (["data=imbalanced", "data.n_samples=2000", "trainer.epochs=2"], {"learning_curves", "pr_curve", "confusion_matrix"},
-         {"test/pr_auc", "test/roc_auc", "test/f1", "test/recall_minority", "test/balanced_accuracy", "test/log_loss"}),
+         {"test/pr_auc", "test/roc_auc", "test/f1", "test/recall_minority", "test/precision", "test/balanced_accuracy",
+          "test/log_loss", "test/tuned_f1", "test/tuned_recall", "test/tuned_precision", "test/tuned_threshold"}),
         (["data=segmentation", "data.n_train=32", "data.n_val=8", "data.n_test=8", "trainer.epochs=2"], {"learning_curves", "masks"},
          {"test/miou", "test/dice", "test/pixel_accuracy", "val/miou"}),
     ],

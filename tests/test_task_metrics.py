@@ -23,6 +23,45 @@ def test_binary_metrics_match_sklearn():
     assert m["recall_minority"] == pytest.approx(skm.recall_score(y, pred))
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, prob), rel=1e-6)
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
+
+
+def test_f1_threshold_by_hand():
+    from harness.tasks.binary import f1_threshold
+
+    score = torch.tensor([-2.0, -1.0, 0.5, 1.0, 3.0, 4.0])
+    y = torch.tensor([0, 1, 0, 1, 1, 0])
+    # predictions score >= t, F1 by hand: t=-2 2/3 (P 3/6, R 1); t=-1 3/4 (P 3/5, R 1); t=0.5 4/7; t=1 2/3; t=3 2/5; t=4 0
+    assert f1_threshold(score, y) == -1.0
+    assert f1_threshold(score, torch.zeros(6, dtype=torch.long)) == 0.0
+
+
+def test_tuned_threshold_metrics_use_the_validation_split():
+    """A model whose scores are all shifted by -5 has F1 0 at score 0; the threshold chosen on validation undoes the
+    shift, so the tuned F1 on test equals the F1 of the unshifted scores at their own best threshold."""
+    from types import SimpleNamespace
+
+    from harness.evaluation import evaluate
+    from harness.tasks.binary import f1_threshold
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2000, 3, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(2000, generator=g) > 1.5).long()
+    model = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        model.bias.fill_(-5.0)
+    split = lambda a, b: SimpleNamespace(x=x[a:b], y=y[a:b])  # noqa: E731
+    data = SimpleNamespace(val=split(0, 1000), test=split(1000, 2000), num_classes=2)
+    test = evaluate(model, data.test.x, data.test.y)
+    m = tasks.get("binary").test_metrics(test, data, model)
+    assert m["f1"] == 0.0 and m["recall_minority"] == 0.0
+    t = f1_threshold(x[:1000, 0] - 5.0, y[:1000])
+    assert m["tuned_threshold"] == pytest.approx(t)
+    pred = ((x[1000:, 0] - 5.0) >= t).long()
+    assert m["tuned_f1"] == pytest.approx(skm.f1_score(y[1000:], pred)) and m["tuned_f1"] > 0.5
+    assert m["tuned_recall"] == pytest.approx(skm.recall_score(y[1000:], pred))
+    assert m["tuned_precision"] == pytest.approx(skm.precision_score(y[1000:], pred))
 
 
 def test_multiclass_metrics_and_ece_by_hand():
@@ -46,5 +85,11 @@ def test_segmentation_metrics_by_hand():
     assert m["miou"] == pytest.approx(0.6)
     assert m["dice"] == pytest.approx(0.75)
     assert m["pixel_accuracy"] == pytest.approx(6 / 8)
+    assert m["precision"] == pytest.approx(3 / 4) and m["recall"] == pytest.approx(3 / 4)
+    # foreground predicted nowhere: recall 0, precision 0 (no predictions), Dice 0
+    none = tasks.get("segmentation").compute(-torch.ones(1, 1, 2, 4), target, 2)
+    assert (none["precision"], none["recall"], none["dice"]) == (0.0, 0.0, 0.0)
+    over = tasks.get("segmentation").compute(torch.ones(1, 1, 2, 4), target, 2)  # everything foreground
+    assert over["precision"] == pytest.approx(4 / 8) and over["recall"] == 1.0
     binary = tasks.get("segmentation").compute((2 * pred.float() - 1).unsqueeze(1), target, 2)
     assert binary == m

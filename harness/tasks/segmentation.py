@@ -22,7 +22,7 @@ def predictions(score: Tensor) -> Tensor:
 
 class Segmentation(Task):
     name = "segmentation"
-    metrics = {"miou": False, "dice": False, "pixel_accuracy": False}
+    metrics = {"miou": False, "dice": False, "pixel_accuracy": False, "precision": False, "recall": False}
     monitor = "miou"
     target_format = "mask"
     target_formats = ("mask", "binary", "index", "one_hot")
@@ -69,7 +69,8 @@ class Segmentation(Task):
         return output, one_hot(labels, num_outputs) if target_format == "one_hot" else labels
 
     def compute(self, output: Tensor, target: Tensor, num_classes: int | None) -> dict[str, float]:
-        """Mean IoU over classes present in prediction or truth, mean Dice over the foreground classes, pixel
+        """Mean IoU over classes present in prediction or truth; mean Dice, precision and recall over the foreground
+        classes (1 for a class in neither prediction nor truth, 0 for an empty denominator otherwise); pixel
         accuracy."""
         assert num_classes is not None
         self.check_host("metrics", output, target)
@@ -81,10 +82,16 @@ class Segmentation(Task):
         fg = torch.arange(num_classes) > 0
         dice_den = (2 * tp + fp + fn)[fg]
         dice = torch.where(dice_den > 0, 2 * tp[fg] / dice_den.clamp_min(1), torch.ones_like(dice_den))
+        absent = dice_den == 0
+
+        def ratio(den: Tensor) -> float:
+            return float(torch.where(absent, 1.0, tp[fg] / den.clamp_min(1)).mean())
         return {
             "miou": float(iou.mean()) if len(iou) else 1.0,
             "dice": float(dice.mean()),
             "pixel_accuracy": float(tp.sum() / cm.sum()),
+            "precision": ratio((tp + fp)[fg]),
+            "recall": ratio((tp + fn)[fg]),
         }
 
     def figures(self, test: Evaluation, data: Any, evaluate: Callable[[str], Evaluation], title: str) -> Figures:
