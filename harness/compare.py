@@ -242,6 +242,8 @@ def _paired_cells(row: pd.Series, base: str, lower: bool, best: str) -> list[str
     wins = f"{int(row['baseline_better'])} of {pairs} seeds" + (f" ({int(row['ties'])} tied)" if row["ties"] else "")
     if row["distinguishable"]:
         verdict = "worse" if (row["diff"] > 0) == lower else "better"
+        if not row["p_holm"] < 0.05:  # NaN too
+            verdict += " (uncorrected)"
     else:
         verdict = "not distinguishable" if pairs > 1 else "n/a"
     return [diff, p, p_holm, wins, verdict]
@@ -262,7 +264,9 @@ def legend(table: pd.DataFrame, metric: str) -> list[str]:
         f"(perm.: ties or zero differences, exact permutation test; approx.: normal approximation); p (Holm): "
         f"Wilcoxon's p adjusted for the {int(pd.to_numeric(others['p_value'], errors='coerce').notna().sum())} "
         f"comparisons against {base} (Holm 1979; below 0.05, a difference "
-        f"holds at a 5% family-wise error rate); *not distinguishable*: the interval includes 0."
+        f"holds at a 5% family-wise error rate); *better*/*worse*: the interval excludes 0 and Holm's p is below "
+        f"0.05; *(uncorrected)*: the interval excludes 0 but Holm's p is not below 0.05, so the difference does not "
+        f"survive the correction at this number of seeds; *not distinguishable*: the interval includes 0."
     ]
     weak = others[others["underpowered"].astype(bool) & (others["pairs"] > 0)]
     if len(weak):
@@ -333,27 +337,27 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
     fig.savefig(out / "bars.png", dpi=110)
     plt.close(fig)
 
-    histories: dict[tuple[str, str], list[float]] = {}
-    fig, axes = plt.subplots(1, count, figsize=(6.5 * count, 4.2), squeeze=False)
-    for ax, table in zip(axes[0], tables):
-        curve = "val/" + table.attrs["metric"].split("/", 1)[-1]
-        drawn = 0
-        for k, (_, row) in enumerate(table.iterrows()):
-            runs = []
-            for run_id in row["run_ids"]:
-                if (run_id, curve) not in histories:
-                    points = sorted(client.get_metric_history(run_id, curve), key=lambda m: m.step)
-                    histories[run_id, curve] = [m.value for m in points]
-                runs.append(histories[run_id, curve])
-            runs = [h for h in runs if h]
-            if not runs:
-                continue
-            length = min(len(h) for h in runs)
-            mean = [sum(h[i] for h in runs) / len(runs) for i in range(length)]
-            ax.plot(range(1, length + 1), mean, label=str(row["arm"]), **line_style(k))
-            drawn += 1
-        ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)", title=f"learning curves: {curve}")
-        if drawn:
+    lines: dict[str, list[tuple[str, list[float]]]] = {}  # validation curve -> (arm, mean over seeds per epoch)
+    for table in tables:
+        curve = "val/" + table.attrs["metric"].split("/", 1)[-1]  # test/pr_auc and best/pr_auc: val/pr_auc, once
+        if curve in lines:
+            continue
+        lines[curve] = []
+        for _, row in table.iterrows():
+            runs = [h for h in ([m.value for m in sorted(client.get_metric_history(r, curve), key=lambda m: m.step)]
+                                for r in row["run_ids"]) if h]
+            if runs:
+                length = min(len(h) for h in runs)
+                lines[curve].append((str(row["arm"]), [sum(h[i] for h in runs) / len(runs) for i in range(length)]))
+    drawn = {curve: arms for curve, arms in lines.items() if arms}  # metrics logged on test only have no curve
+    panels = drawn or {next(iter(lines)): []}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for ax, (curve, arms) in zip(axes[0], panels.items()):
+        for k, (arm, mean) in enumerate(arms):
+            ax.plot(range(1, len(mean) + 1), mean, label=arm, **line_style(k))
+        ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)",
+               title=f"learning curves: {curve}" if arms else f"no per-epoch {curve} logged")
+        if arms:
             ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -33,6 +33,15 @@ def test_compare_table_over_seeds_with_a_failed_run(make_cfg, store, tmp_path, c
     assert f"| huber | {mean:.4f} ± {std:.4f} | 3 | 0 |" in (out / "comparison.md").read_text()
     assert (out / "bars.png").read_bytes()[:4] == b"\x89PNG" and (out / "curves.png").stat().st_size > 10_000
     assert "best first (lower is better)" in capsys.readouterr().out
+    # curves: one panel per validation curve; test-only metrics (coef_error) and best/ (val/rmse again) add none
+    import matplotlib.image
+
+    one = matplotlib.image.imread(out / "curves.png").shape[1]
+    both = tmp_path / "both"
+    assert compare.main(["--experiment", "loss-harness", "--tracking-uri", store, "--out", str(both),
+                         "--metric", "test/rmse,test/coef_error,best/rmse"]) == 0
+    assert matplotlib.image.imread(both / "curves.png").shape[1] == one
+    assert matplotlib.image.imread(both / "bars.png").shape[1] > one  # three bar panels
 
 
 def test_compare_by_a_config_key_and_higher_is_better(make_cfg, store, tmp_path):

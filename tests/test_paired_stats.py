@@ -126,8 +126,27 @@ def test_compare_marks_the_worse_arm_and_the_tie_against_the_best():
     text = compare.markdown(table, "test/rmse", ["loss"])
     base = table.attrs["baseline"]
     assert f"diff vs {base} [95% CI, t]" in text and "p (Wilcoxon)" in text and f"{base} better on" in text
-    assert "| worse |" in text and "6 of 6 seeds" in text and "not distinguishable" in text and "(all diffs 0)" in text
+    # 6 pairs, 2 comparisons: Wilcoxon's smallest p is 2/2^6 = 1/32, Holm's 1/16: the interval alone says "worse"
+    assert "| worse (uncorrected) |" in text and "6 of 6 seeds" in text and "not distinguishable" in text and "(all diffs 0)" in text
     assert "t-based" in text and "Underpowered" not in text
+
+
+def test_verdicts_hold_after_holm_only_where_the_adjusted_p_is_below_005():
+    """10 seeds, 3 comparisons: an arm worse on every seed (Wilcoxon p 2/2^10, Holm's x 3) is *worse*; one worse on
+    8 of 10, whose t interval excludes 0 but whose p (below 0.05 alone) Holm multiplies by 2 past 0.05, is *worse
+    (uncorrected)*; an identical arm is not distinguishable."""
+    base = list(seeds(10))
+    always = [v + 0.5 for v in base]
+    mostly = [v + d for v, d in zip(base, [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, -0.3, -0.45])]
+    runs = frame({"base": base, "always": always, "mostly": mostly, "same": list(base)})
+    table = compare.compare(runs, "test/rmse", ["loss"], baseline="base")
+    rows = table.set_index("arm")
+    assert rows.loc["always", "p_holm"] < 0.05 and rows.loc["mostly", "distinguishable"]
+    assert rows.loc["mostly", "p_value"] < 0.05 <= rows.loc["mostly", "p_holm"]
+    text = compare.markdown(table, "test/rmse", ["loss"])
+    line = {r.split("|")[1].strip(): r for r in text.splitlines() if r.startswith("| ")}
+    assert line["always"].rstrip().endswith("| worse |") and line["mostly"].rstrip().endswith("| worse (uncorrected) |")
+    assert line["same"].rstrip().endswith("| not distinguishable |")
 
 
 def test_compare_with_few_seeds_says_underpowered_and_a_chosen_baseline():
@@ -136,7 +155,7 @@ def test_compare_with_few_seeds_says_underpowered_and_a_chosen_baseline():
     text = compare.markdown(table, "test/rmse", ["loss"])
     assert table.attrs["baseline"] == "mse" and "the chosen baseline" in text
     assert "**Underpowered**: fewer than 5 paired seeds (3 pairs; every arm)" in text and "0.25 at n = 3" in text
-    assert table.set_index("arm").loc["mae", "arm_better"] == 3 and "| better |" in text
+    assert table.set_index("arm").loc["mae", "arm_better"] == 3 and "| better (uncorrected) |" in text
     with pytest.raises(SystemExit, match="no arm 'l2'"):
         compare.compare(runs, "test/rmse", ["loss"], baseline="l2")
 
