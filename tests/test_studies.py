@@ -13,7 +13,7 @@ from harness.callbacks import expand_sweep
 from harness.config import validate
 from harness.run import variant_of
 
-STUDIES = {"robust_regression": 450, "robust_regression_contamination": 150, "imbalanced_binary": 270, "mnist_losses": 66, "segmentation_losses": 42, "long_tail": 30, "mnist_noise_long": 15}
+STUDIES = {"robust_regression": 450, "robust_regression_contamination": 150, "imbalanced_binary": 270, "mnist_losses": 66, "segmentation_losses": 80, "long_tail": 30, "mnist_noise_long": 15}
 
 
 @pytest.mark.parametrize("study, jobs", STUDIES.items())
