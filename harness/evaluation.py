@@ -58,3 +58,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
 def to_host(t: Tensor) -> Tensor:
     """A detached CPU copy of a model tensor (e.g. a linear model's weights compared with the true ones)."""
     return t.detach().cpu()
+
+
+def host_copy(t: Tensor) -> Tensor:
+    """A detached CPU copy that never shares memory with ``t``, even when ``t`` is on the CPU (a kept model state)."""
+    return t.detach().to("cpu", copy=True)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .criterion import Criterion
 from .data import DataBundle
-from .evaluation import evaluate
+from .evaluation import evaluate, host_copy
 from .grad_share import GradShare, to_device
 from .optim import build_optimizer, build_scheduler
 
@@ -68,7 +68,7 @@ class BestEpoch:
         if math.isnan(value) or not (self.epoch is None or (value < self.value if self.lower else value > self.value)):
             return
         self.epoch, self.value = epoch, value
-        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.state = {k: host_copy(v) for k, v in model.state_dict().items()}
 
 
 def progress_mode(setting: bool | str) -> tuple[bool, bool]:
