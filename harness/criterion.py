@@ -57,6 +57,7 @@ class Criterion:
     num_classes: int | None
     weights: list[float] | None = None
     weight_form: str | None = None
+    weight_arg: float | None = None  # the loss's alpha or pos_weight that the class weights gave
     sample_weights: Tensor | None = None
     side: dict[str, Tensor] = field(default_factory=dict)
 
@@ -85,9 +86,8 @@ class Criterion:
         if self.weights is None:
             return {}
         logged = {"class_weights.values": str([round(w, 6) for w in self.weights]), "class_weights.form": str(self.weight_form)}
-        if self.weight_form in ("alpha", "pos_weight"):
-            w0, w1 = self.weights[0], self.weights[1]
-            logged[f"loss.{self.weight_form}"] = f"{w1 / (w0 + w1) if self.weight_form == 'alpha' else w1 / w0:.6g}"
+        if self.weight_arg is not None:
+            logged[f"loss.{self.weight_form}"] = f"{self.weight_arg:.6g}"
         return logged
 
 
@@ -110,7 +110,7 @@ def build_criterion(
     if isinstance(setting, (list, tuple)) or OmegaConf.is_list(setting):
         setting = list(setting)
     weights = class_weights(setting, counts, cfg.data.get("cb_beta", 0.999)) if counts is not None else None
-    form, sample_weights = None, None
+    form, sample_weights, weight_arg = None, None, None
     if weights is not None:
         w = torch.tensor(weights, dtype=torch.float32)
         if outputs > 1:
@@ -119,8 +119,10 @@ def build_criterion(
             params["weight"], form = w, "weight"
         elif spec.binary_weight == "pos_weight":
             params["pos_weight"], form = w[1] / w[0], "pos_weight"
+            weight_arg = float(params["pos_weight"])
         elif spec.binary_weight == "alpha":
             params["alpha"], form = float(w[1] / (w[0] + w[1])), "alpha"
+            weight_arg = params["alpha"]
         elif "weight" in spec.params and spec.target != "mask":
             sample_weights, form = w, "per-example weight"
         else:
@@ -140,7 +142,7 @@ def build_criterion(
         params["noise_matrix"] = torch.tensor(params["noise_matrix"], dtype=torch.float32)
     module = build_user_loss(spec, params) if target_of(cfg) else losses.get(spec.name, **params)
     side = task.side_inputs(spec, train_labels, outputs) if train_labels is not None else {}
-    return Criterion(module, spec, task, outputs, num_classes, weights, form, sample_weights, side)
+    return Criterion(module, spec, task, outputs, num_classes, weights, form, weight_arg, sample_weights, side)
 
 
 def probe(criterion: Criterion, model: torch.nn.Module, x: Tensor, y: Tensor) -> None:

@@ -80,18 +80,17 @@ class Segmentation(Task):
         union = tp + fp + fn
         iou = tp[union > 0] / union[union > 0]
         fg = torch.arange(num_classes) > 0
-        dice_den = (2 * tp + fp + fn)[fg]
-        dice = torch.where(dice_den > 0, 2 * tp[fg] / dice_den.clamp_min(1), torch.ones_like(dice_den))
-        absent = dice_den == 0
+        absent = (tp + fp + fn)[fg] == 0
 
-        def ratio(den: Tensor) -> float:
-            return float(torch.where(absent, 1.0, tp[fg] / den.clamp_min(1)).mean())
+        def ratio(num: Tensor, den: Tensor) -> float:
+            return float(torch.where(absent, 1.0, num[fg] / den[fg].clamp_min(1)).mean())
+
         return {
             "miou": float(iou.mean()) if len(iou) else 1.0,
-            "dice": float(dice.mean()),
+            "dice": ratio(2 * tp, 2 * tp + fp + fn),
             "pixel_accuracy": float(tp.sum() / cm.sum()),
-            "precision": ratio((tp + fp)[fg]),
-            "recall": ratio((tp + fn)[fg]),
+            "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn),
         }
 
     def figures(self, test: Evaluation, data: Any, evaluate: Callable[[str], Evaluation], title: str) -> Figures:
