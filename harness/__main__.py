@@ -78,9 +78,11 @@ def _register_plugins() -> None:
     """Make the harness's own Hydra plugins known even where Hydra's scan of ``hydra_plugins`` cannot list them (an
     editable install's import hook)."""
     from hydra.core.plugins import Plugins
+    from hydra_plugins.harness_launcher.launcher import HarnessLauncher
     from hydra_plugins.harness_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
     Plugins.instance().register(OptunaSweeper)
+    Plugins.instance().register(HarnessLauncher)
 
 
 def main() -> None:

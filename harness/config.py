@@ -85,6 +85,8 @@ RULES: dict[str, Rule] = {
     "trainer.threads": Rule("null or an integer >= 1", lambda v: v is None or _int(1).ok(v)),
     "trainer.grad_share": _choice(True, False),
     "trainer.keep_best": _choice(True, False),
+    "trainer.vectorize": _choice(True, False),
+    "trainer.max_stack": _int(2),
     "optim.name": Rule(f"one of {optim.available()}", lambda v: v in optim.available()),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),

@@ -70,3 +70,52 @@ class GradShare:
 
 def to_device(groups: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {name: mask.to(device) for name, mask in groups.items()}
+
+
+def stacked_per_element(grad: Tensor, mask: Tensor) -> Tensor:
+    """:func:`per_element` for each member of a stack: ``grad`` ``[M, B, ...]``, ``mask`` ``[M, B]`` or ``[M, B, *S]``."""
+    g = grad.abs()
+    if mask.dim() == 2:
+        return g.reshape(*g.shape[:2], -1).sum(2)
+    if g.shape == mask.shape:
+        return g
+    if g.dim() == mask.dim() + 1 and g.shape[3:] == mask.shape[2:]:
+        return g.sum(2)
+    raise ValueError(f"grad_share: outputs of shape {tuple(grad.shape)} do not match group masks of shape {tuple(mask.shape)}")
+
+
+class StackedGradShare:
+    """:class:`GradShare` for the members of a stack (:mod:`harness.vectorize`): ``groups[i]`` are member ``i``'s
+    groups (the same names and mask shapes for every member); each step adds the stacked output gradient
+    ``[M, B, ...]`` of the batches ``idx`` ``[M, B]``, and :meth:`epoch` gives each member's shares."""
+
+    def __init__(self, groups: list[dict[str, Tensor]], device: torch.device) -> None:
+        self.names = list(groups[0])
+        self.masks = torch.stack([torch.stack([g[name] for g in groups]) for name in self.names], -1).float().to(device)  # [M, N, ..., G]
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: Tensor | None = None  # [M, G]
+        self.total: Tensor | None = None  # [M]
+
+    def add(self, grad: Tensor, idx: Tensor) -> None:
+        members = len(grad)
+        rows = torch.arange(members, device=grad.device)[:, None]
+        masks = self.masks[rows, idx]  # [M, B, ..., G]
+        per = stacked_per_element(grad.detach().float(), masks[..., 0])  # [M, B, ...]: |dL/d output| per masked element
+        total = per.reshape(members, -1).sum(1)
+        sums = (per.unsqueeze(-1) * masks).reshape(members, -1, len(self.names)).sum(1)
+        finite = torch.isfinite(total)
+        sums, total = torch.where(finite[:, None], sums, 0.0), torch.where(finite, total, 0.0)
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.total = total if self.total is None else self.total + total
+
+    def epoch(self) -> list[dict[str, float]]:
+        """Each member's ``grad_share/<group>`` for the epoch so far (as :meth:`GradShare.epoch`), then start over."""
+        assert self.sums is not None and self.total is not None
+        sums, totals = self.sums.tolist(), self.total.tolist()
+        self.reset()
+        return [
+            {f"grad_share/{name}": (s / total if total > 0 else 0.0) for name, s in zip(self.names, row)}
+            for row, total in zip(sums, totals)
+        ]

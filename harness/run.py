@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -73,14 +73,19 @@ def _marks_status(run: Run) -> Iterator[None]:
             run.end("KILLED")
         raise
     except BaseException as err:
-        tags = {"failure_reason": f"{type(err).__name__}: {err}"[:5000]}
-        if isinstance(err, NonFiniteLoss):
-            tags.update(failed_epoch=str(err.epoch), failed_step=str(err.step), failed_in="gradients" if err.in_gradients else "loss")
-        with signals_held():
-            with contextlib.suppress(Exception):
-                run.set_tags(tags)
-            run.end("FAILED")
+        end_failed(run, err)
         raise
+
+
+def end_failed(run: Run, err: BaseException) -> None:
+    """End ``run`` FAILED with ``err`` as its ``failure_reason`` tag (and, for a non-finite loss, where it happened)."""
+    tags = {"failure_reason": f"{type(err).__name__}: {err}"[:5000]}
+    if isinstance(err, NonFiniteLoss):
+        tags.update(failed_epoch=str(err.epoch), failed_step=str(err.step), failed_in="gradients" if err.in_gradients else "loss")
+    with signals_held():
+        with contextlib.suppress(Exception):
+            run.set_tags(tags)
+        run.end("FAILED")
 
 
 def variant_of(cfg: DictConfig) -> str:
@@ -143,12 +148,25 @@ def log_plots(
         plt.close(fig)
 
 
-def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
-    """Run ``cfg`` end to end and return its result.
+@dataclass
+class Prepared:
+    """A run built and checked, before the store is touched: its task, data (``host`` on the CPU, ``data`` on the
+    training device), loss and model."""
 
-    Raises :class:`ConfigError` before any data is built; :class:`DataError`, a :class:`ConfigError` that only the
-    data, model or loss can tell, or :class:`TrackingError` before the store is touched or any run is created;
-    errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate.
+    cfg: DictConfig
+    device: torch.device
+    task: tasks.Task
+    host: DataBundle
+    data: DataBundle
+    criterion: Any
+    model: torch.nn.Module
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validate ``cfg`` and build its data, loss and model (seeded by ``cfg.seed``, in that order).
+
+    Raises :class:`ConfigError` before any data is built; :class:`DataError`, or a :class:`ConfigError` that only the
+    data, model or loss can tell, before the store is touched.
     """
     validate(cfg)
     try:
@@ -170,31 +188,69 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
         probe(criterion, model, data.train.x, data.train.y)
     if host.substitute:
         print(f"note: data={host.name}: {host.substitute}", file=sys.stderr, flush=True)
+    return Prepared(cfg, device, task, host, data, criterion, model)
 
+
+@dataclass
+class Opened:
+    """A started MLflow run, its name, experiment and store."""
+
+    run: Run
+    name: str
+    experiment_id: str
+    uri: str
+
+
+def start(p: Prepared, parent_run_id: str | None) -> Opened:
+    """Open the store and start the MLflow run of ``p``; :class:`TrackingError` before any run is created."""
+    cfg = p.cfg
     uri = resolve_uri(cfg.tracking.uri)
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     reap_orphans(client, experiment_id)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
-    digest = host.digest()
-    run = start_run(client, experiment_id, run_name, {**run_tags(cfg, task.name), **provenance_tags(host, digest)}, parent_run_id)
+    tags = {**run_tags(cfg, p.task.name), **provenance_tags(p.host, p.host.digest())}
+    return Opened(start_run(client, experiment_id, run_name, tags, parent_run_id), run_name, experiment_id, uri)
+
+
+def log_setup(run: Run, p: Prepared) -> BestEpoch | None:
+    """The run's parameters, resolved config and dataset; the :class:`BestEpoch` that ``trainer.keep_best`` follows."""
+    cfg = p.cfg
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    run.log_params({**flatten(resolved), "device": str(p.device), **p.criterion.logged_params(), **share_params(cfg, p.task, p.host)})
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    run.log_dataset(p.host.name, p.host.digest(), p.host.source, p.host.profile())
+    return BestEpoch(p.task.monitor, p.task.metrics[p.task.monitor]) if cfg.trainer.get("keep_best") else None
+
+
+def finish(o: Opened, p: Prepared, history: list[dict[str, float]], best: BestEpoch | None, seconds: float) -> RunResult:
+    """Test the trained model, log its test metrics, training time, plots and best-epoch metrics, end the run
+    FINISHED."""
+    task, model, data, host, run = p.task, p.model, p.data, p.host, o.run
+    test_eval = evaluate(model, data.test.x, data.test.y)
+    test = task.test_metrics(test_eval, host, model)
+    run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=p.cfg.trainer.epochs)
+    if p.cfg.tracking.log_plots:
+        log_plots(run, task, model, data, host, history, test_eval, o.name)
+    at_best = best_metrics(model, best, task, data, host)
+    run.log_metrics(at_best, step=p.cfg.trainer.epochs)
+    run.end("FINISHED")
+    return RunResult(run.run_id, o.name, o.experiment_id, o.uri, "FINISHED", test, history, seconds, at_best)
+
+
+def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
+    """Run ``cfg`` end to end and return its result.
+
+    Raises :class:`ConfigError` before any data is built; :class:`DataError`, a :class:`ConfigError` that only the
+    data, model or loss can tell, or :class:`TrackingError` before the store is touched or any run is created;
+    errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate.
+    """
+    p = prepare(cfg)
+    o = start(p, parent_run_id)
     started = time.perf_counter()
-    with _interrupts(), _marks_status(run):
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        run.log_params({**flatten(resolved), "device": str(device), **criterion.logged_params(), **share_params(cfg, task, host)})
-        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        run.log_dataset(host.name, digest, host.source, host.profile())
-        best = BestEpoch(task.monitor, task.metrics[task.monitor]) if cfg.trainer.get("keep_best") else None
-        history = fit(model, criterion, data, cfg, on_epoch=lambda epoch, m: run.log_metrics(m, step=epoch), best=best)
-        seconds = time.perf_counter() - started
-        test_eval = evaluate(model, data.test.x, data.test.y)
-        test = task.test_metrics(test_eval, host, model)
-        run.log_metrics({**{f"test/{k}": v for k, v in test.items()}, "time/train_s": seconds}, step=cfg.trainer.epochs)
-        if cfg.tracking.log_plots:
-            log_plots(run, task, model, data, host, history, test_eval, run_name)
-        at_best = best_metrics(model, best, task, data, host)
-        run.log_metrics(at_best, step=cfg.trainer.epochs)
-        run.end("FINISHED")
-    return RunResult(run.run_id, run_name, experiment_id, uri, "FINISHED", test, history, seconds, at_best)
+    with _interrupts(), _marks_status(o.run):
+        best = log_setup(o.run, p)
+        history = fit(p.model, p.criterion, p.data, cfg, on_epoch=lambda epoch, m: o.run.log_metrics(m, step=epoch), best=best)
+        return finish(o, p, history, best, time.perf_counter() - started)
 
 
 def best_metrics(model: torch.nn.Module, best: BestEpoch | None, task: tasks.Task, data: DataBundle, host: DataBundle) -> dict[str, float]:
@@ -240,9 +296,22 @@ def main_job(cfg: DictConfig) -> float:
     both return NaN instead, so the other jobs go on and the sweep's summary names the failure.
     """
     parent = _sweep_parent()
+    if cfg.trainer.get("vectorize") and parent is not None and not _stacking_launcher():
+        print("note: trainer.vectorize=true stacks jobs under the harness's own launcher (the default); this "
+              "launcher runs each job alone", file=sys.stderr, flush=True)
+    return job_outcome(lambda: execute(cfg, parent_run_id=parent), cfg, parent)
+
+
+JOB_ERRORS = (ConfigError, TrackingError, DataError, NonFiniteLoss)
+
+
+def job_outcome(run: Callable[[], RunResult], cfg: DictConfig, parent: str | None) -> float:
+    """A job's end: ``run()``'s summary printed and its last monitored validation value returned; one of
+    :data:`JOB_ERRORS` printed as one line, then NaN inside a sweep (``parent``), else exit status 1 (the run
+    FAILED) or 2 (nothing was run)."""
     try:
-        result = execute(cfg, parent_run_id=parent)
-    except (ConfigError, TrackingError, DataError, NonFiniteLoss) as err:
+        result = run()
+    except JOB_ERRORS as err:
         failed_run = isinstance(err, NonFiniteLoss)
         print(f"error: {'run FAILED: ' if failed_run else ''}{err}", file=sys.stderr, flush=True)
         if parent is not None:
@@ -250,3 +319,9 @@ def main_job(cfg: DictConfig) -> float:
         sys.exit(1 if failed_run else 2)
     print(summary(result, cfg.tracking.experiment), flush=True)
     return result.history[-1][f"val/{task_of(cfg).monitor}"]
+
+
+def _stacking_launcher() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().launcher.get("_target_", "")).endswith("HarnessLauncher")

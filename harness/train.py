@@ -6,7 +6,7 @@ import contextlib
 import math
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from omegaconf import DictConfig
@@ -33,10 +33,10 @@ class NonFiniteLoss(RuntimeError):
         self.epoch, self.step, self.value, self.in_gradients = epoch, step, value, in_gradients
 
 
-def non_finite(model: nn.Module, epoch: int, step: int, steps_per_epoch: int, value: float) -> NonFiniteLoss:
-    """The error for a non-finite loss at global ``step``: if the parameters are already non-finite, the previous
-    step's gradients (finite loss, non-finite gradients) were the cause, and that step is reported."""
-    if step > 1 and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+def non_finite(params: Iterable[torch.Tensor], epoch: int, step: int, steps_per_epoch: int, value: float) -> NonFiniteLoss:
+    """The error for a non-finite loss at global ``step``: if the model's ``params`` are already non-finite, the
+    previous step's gradients (finite loss, non-finite gradients) were the cause, and that step is reported."""
+    if step > 1 and not all(bool(torch.isfinite(p).all()) for p in params):
         return NonFiniteLoss((step - 2) // steps_per_epoch + 1, step - 1, value, in_gradients=True)
     return NonFiniteLoss(epoch, step, value)
 
@@ -144,7 +144,7 @@ def fit(
                 if check_each_step:
                     value = loss.item()
                     if not math.isfinite(value):
-                        raise non_finite(model, epoch, (epoch - 1) * steps_per_epoch + step + 1, steps_per_epoch, value)
+                        raise non_finite(model.parameters(), epoch, (epoch - 1) * steps_per_epoch + step + 1, steps_per_epoch, value)
                     step_losses.append(value)
                 else:
                     step_losses[step] = loss.detach()

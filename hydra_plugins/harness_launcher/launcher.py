@@ -1,0 +1,78 @@
+"""``hydra/launcher=harness`` (the default): Hydra's basic launcher, except that jobs with ``trainer.vectorize=true``
+that differ only in seed (or in numeric loss or data settings) are trained together in one loop
+(:mod:`harness.stack_jobs`); each is still its own Hydra job and MLflow run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+class HarnessLauncher(BasicLauncher):
+    """Runs a sweep's jobs one after another in this process, stacking those that ask for it."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.hydra_context is not None and self.config is not None and self.task_function is not None
+        configs = []
+        for k, overrides in enumerate(job_overrides):
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = cfg.hydra.job.num = initial_job_idx + k
+            configs.append(cfg)
+        if not any(cfg.trainer.get("vectorize") for cfg in configs):
+            return super().launch(job_overrides, initial_job_idx)
+
+        from harness.callbacks import PARENT_ENV
+        from harness.stack_jobs import BUILD_ERRORS, Stack, plan
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        order, alone = plan(configs)
+        stacked = sum(len(g) for g in order if len(g) > 1)
+        log.info(f"Launching {len(configs)} jobs locally, {stacked} of them in {sum(len(g) > 1 for g in order)} stack(s)")
+        returns: list[JobReturn | None] = [None] * len(configs)
+        for group in order:
+            stack = None
+            if len(group) > 1:
+                names = ", ".join(f"#{initial_job_idx + i}" for i in group)
+                HydraConfig.instance().set_config(configs[group[0]])
+                try:
+                    stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV))
+                    print(f"vectorize: jobs {names} train together ({len(group)} runs in one loop)", file=sys.stderr, flush=True)
+                    stack.train()
+                except BUILD_ERRORS as err:
+                    print(f"vectorize: jobs {names} run one by one: {err}", file=sys.stderr, flush=True)
+                    stack = None
+            elif group[0] in alone:
+                print(f"vectorize: job #{initial_job_idx + group[0]} runs alone: {alone[group[0]]}", file=sys.stderr, flush=True)
+            for pos, i in enumerate(group):
+                log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
+                task = self.task_function if stack is None else (lambda cfg, pos=pos, stack=stack: stack.finish(pos))
+                returns[i] = run_job(
+                    hydra_context=self.hydra_context, task_function=task, config=configs[i],
+                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
+                )
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [r for r in returns if r is not None]
+
+
+def _task_config(cfg: DictConfig) -> DictConfig:
+    """A job's config as its task function gets it: without the ``hydra`` node."""
+    task = cfg.copy()
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
