@@ -1,7 +1,8 @@
 """Turn an experiment's runs into a comparison table, paired statistics and plots.
 
     python -m harness.compare --experiment NAME [--tracking-uri URI] [--metric test/rmse[,test/mae]] [--by loss,...]
-                              [--baseline ARM] [--columns KEY] [--parent RUN_ID [--log]] [--out DIR]
+                              [--baseline ARM] [--columns KEY] [--select KEY [--select-on val/...]]
+                              [--parent RUN_ID [--log]] [--out DIR]
 
 Reads the runs with ``MlflowClient.search_runs``; one row per *arm*, a combination of the ``--by`` keys (tags such as
 ``loss`` or ``variant``, or config keys such as ``data.outlier_fraction``; with ``--parent`` and no ``--by``: the keys
@@ -12,6 +13,10 @@ interval, a Wilcoxon signed-rank p-value and on how many seeds the baseline was 
 ``comparison.md``, ``comparison.csv``, ``bars.png`` (means with std error bars), ``curves.png`` (the matching
 validation metric per epoch, averaged over seeds, one line per row) and ``paired.png`` (each arm's paired difference
 from the baseline with its interval), one section or panel per metric.
+
+``--select optim.lr`` tunes a setting per arm, as a practitioner would: each arm (and each condition of ``--columns``)
+keeps the runs of the value with the best mean validation metric (``--select-on``, default the task's monitored one),
+and the tables compare those; ``selected.md`` lists the choice and every candidate's validation mean.
 
 ``--parent RUN_ID --log`` also puts the comparison on that sweep's parent run (as a sweep does when it ends): the
 tables as the run's description (the markdown the MLflow UI shows on the run page), the files as artifacts under
@@ -124,6 +129,41 @@ def where(runs: pd.DataFrame, conditions: str | None) -> pd.DataFrame:
             raise SystemExit(f"error: no run has {key.strip()}={value.strip()}; values: {sorted(text.unique())}")
         runs = runs[keep]
     return runs.reset_index(drop=True)
+
+
+def select(runs: pd.DataFrame, key: str, on: str, within: list[str]) -> tuple[pd.DataFrame, str]:
+    """Tune ``key`` per arm on validation: within each combination of the ``within`` keys (the arm, and the condition
+    when there is one), keep only the runs of the ``key`` value whose finished runs have the best mean ``on`` (a
+    validation metric, e.g. ``val/rmse`` at the last epoch), values with a failed run ranked after those without.
+    Returns the kept runs and a markdown table of the chosen values (with each candidate's mean ``on``)."""
+    col, on_col = column(runs, key), f"metrics.{on}"
+    if on_col not in runs.columns:
+        raise SystemExit(f"error: --select-on {on}: no such metric in these runs")
+    lower = lower_is_better(on)
+    keys = [column(runs, k) for k in within]
+    kept, lines = [], []
+    for values, group in runs.groupby(keys, dropna=False, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        scores = []
+        for value, candidates in group.groupby(col, dropna=False):
+            done = candidates[(candidates["status"] == "FINISHED") & candidates[on_col].notna()][on_col]
+            mean = done.mean() if len(done) else math.nan
+            failed = len(candidates) - len(done)
+            scores.append((failed > 0, math.isnan(mean), mean if lower else -mean, value, mean, failed))
+        best = min(scores, key=lambda s: s[:3])
+        kept.append(group[group[col] == best[3]])
+        tried = ", ".join(f"{v}: {_num(m)}" + (f" ({f} failed)" if f else "") for *_, v, m, f in sorted(scores, key=lambda s: _order(s[3])))
+        lines.append(f"| {' | '.join(map(str, values))} | {best[3]} | {tried} |")
+    header = f"| {' | '.join(within)} | {key} chosen | mean {on} per {key} |\n|" + "---|" * (len(within) + 2)
+    return pd.concat(kept).reset_index(drop=True), header + "\n" + "\n".join(lines)
+
+
+def _order(value: Any) -> tuple:
+    """Sort key: numbers by value (``0.003 < 0.01 < 0.1``), then text."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def runs_of_metric(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -644,6 +684,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--where", default=None,
                         help="only the runs whose tags or params have these values, e.g. data.outlier_fraction=0.3 "
                              "(comma-separated KEY=VALUE): paired statistics within one condition")
+    parser.add_argument("--select", default=None,
+                        help="a config key to tune per arm on validation (e.g. optim.lr): each arm (and condition of "
+                             "--columns) keeps only the runs of its best value of --select-on; writes selected.md")
+    parser.add_argument("--select-on", default=None,
+                        help="the validation metric that --select chooses by (default: the task's, e.g. val/rmse)")
     parser.add_argument("--log", action="store_true",
                         help="with --parent: put the comparison on the parent run (description, artifacts, metrics)")
     parser.add_argument("--out", default=None, help="output folder (default: comparison/<experiment>)")
@@ -685,11 +730,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         by = ["loss"]
     metrics = _keys(args.metric) or [default_metric(runs)]
-    tables = [compare(runs, metric, by, args.baseline) for metric in metrics]
     out = Path(args.out or Path("comparison") / experiment)
+    chosen = None
+    if args.select:
+        on = args.select_on or "val/" + default_metric(runs).split("/", 1)[1]
+        runs, chosen = select(runs, args.select, on, by + ([args.columns] if args.columns else []))
+    tables = [compare(runs, metric, by, args.baseline) for metric in metrics]
     text = write(tables, by, uri, out)
     print(text)
     files = written(out)
+    if chosen is not None:
+        (out / "selected.md").write_text(chosen + "\n")
+        files.append(out / "selected.md")
+        print(f"\n{args.select} chosen per arm on validation:\n\n{chosen}")
     if args.columns:
         pivots = [pivot(runs, m, by, args.columns) for m in metrics]
         pivot_text = "\n\n".join(p if len(metrics) == 1 else f"**{m}**\n\n{p}" for m, p in zip(metrics, pivots))

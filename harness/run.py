@@ -45,7 +45,7 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def _interrupts() -> Iterator[None]:
+def interrupts() -> Iterator[None]:
     """Two-stage Ctrl-C/SIGTERM for the life of a run: the first signal raises ``KeyboardInterrupt`` (SIGINT) or
     :class:`Terminated` (SIGTERM); further signals are then ignored, so a second Ctrl-C cannot cut off the closing
     of the run (a few milliseconds), after which the first one's unwinding ends the process."""
@@ -62,7 +62,7 @@ def _interrupts() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _marks_status(run: Run) -> Iterator[None]:
+def marks_status(run: Run) -> Iterator[None]:
     """End ``run`` FAILED (with the reason as tags) on an error and KILLED on Ctrl-C or SIGTERM."""
     try:
         yield
@@ -247,7 +247,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     p = prepare(cfg)
     o = start(p, parent_run_id)
     started = time.perf_counter()
-    with _interrupts(), _marks_status(o.run):
+    with interrupts(), marks_status(o.run):
         best = log_setup(o.run, p)
         history = fit(p.model, p.criterion, p.data, cfg, on_epoch=lambda epoch, m: o.run.log_metrics(m, step=epoch), best=best)
         return finish(o, p, history, best, time.perf_counter() - started)

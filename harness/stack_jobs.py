@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 
 from .data import DataError
 from .errors import ConfigError
-from .run import JOB_ERRORS, Opened, Prepared, RunResult, _interrupts, _marks_status, end_failed, finish, job_outcome
-from .run import log_setup, prepare, start
+from .run import JOB_ERRORS, Opened, Prepared, RunResult, end_failed, finish, interrupts, job_outcome, log_setup, marks_status
+from .run import prepare, start
 from .tracking import TrackingError
 from .vectorize import Member, NotStackable, check_members, fit_stacked, refusal, slower_stacked, stack_key
 
@@ -67,8 +67,9 @@ class Stack:
     def train(self) -> None:
         """Build every member, start their runs and train them in one loop.
 
-        Raises one of :data:`BUILD_ERRORS` before any run is created when the members cannot be built or stacked;
-        an error during training ends every member's run FAILED (KILLED on Ctrl-C/SIGTERM) and propagates. A member
+        Raises one of :data:`BUILD_ERRORS` before any run is created when the members cannot be built or stacked
+        (a store that fails part-way through creating their runs ends those already created FAILED); an error during
+        training ends every member's run FAILED (KILLED on Ctrl-C/SIGTERM) and propagates. A member
         whose loss turns non-finite ends FAILED alone.
         """
         self.prepared = [prepare(self.configs[0])]
@@ -78,10 +79,16 @@ class Stack:
         self.prepared += [prepare(cfg) for cfg in self.configs[1:]]
         self.members = [self._member(p) for p in self.prepared]
         check_members(self.members)
-        self.opened = [start(p, self.parent) for p in self.prepared]
-        with _interrupts(), contextlib.ExitStack() as marks:
+        for p in self.prepared:
+            try:
+                self.opened.append(start(p, self.parent))
+            except BaseException as err:  # the store failed part-way: the runs already created must not stay RUNNING
+                for o in self.opened:
+                    end_failed(o.run, err)
+                raise
+        with interrupts(), contextlib.ExitStack() as marks:
             for o in self.opened:
-                marks.enter_context(_marks_status(o.run))
+                marks.enter_context(marks_status(o.run))
             for m, p, o in zip(self.members, self.prepared, self.opened):
                 m.best = log_setup(o.run, p)
                 m.on_epoch = lambda epoch, metrics, run=o.run: run.log_metrics(metrics, step=epoch)
@@ -106,7 +113,7 @@ class Stack:
         def complete() -> RunResult:
             if m.error is not None:
                 raise m.error
-            with _interrupts(), _marks_status(o.run):
+            with interrupts(), marks_status(o.run):
                 o.run.set_tags({"vectorize.loop_s": f"{self.seconds:.3f}"})
                 return finish(o, p, m.history, m.best, self.seconds / len(self.members))
 

@@ -76,3 +76,45 @@ def test_reproduce_matches_exactly_and_detects_a_difference(make_cfg, store, cap
     client.log_metric(original.run_id, "test/rmse", original.test["rmse"] + 0.01, step=5)  # tamper with the record
     assert reproduce.main([original.run_id, "--tracking-uri", store]) == 1
     assert "DIFFERS" in capsys.readouterr().out
+
+
+def test_select_tunes_a_setting_per_arm_and_condition_on_validation(make_cfg, store, tmp_path, capsys):
+    """Real runs: huber and mse at two learning rates x two outlier fractions x 2 seeds; --select optim.lr keeps,
+    per arm and fraction, the rate with the lower mean val/rmse, and the table compares only those runs."""
+    for loss in ("mse", "huber"):
+        for lr in (0.001, 0.03):
+            for fraction in (0.0, 0.3):
+                for seed in (0, 1):
+                    execute(make_cfg(f"loss={loss}", f"optim.lr={lr}", f"data.outlier_fraction={fraction}", f"seed={seed}",
+                                     "trainer.epochs=8", "tracking.experiment=lr"))
+    runs = compare.where(compare.load_runs("lr", store, None), None)
+    kept, chosen = compare.select(runs, "optim.lr", "val/rmse", ["loss", "data.outlier_fraction"])
+    assert len(kept) == 8
+    for (loss, fraction), group in runs.groupby(["tags.loss", "params.data.outlier_fraction"]):
+        means = group.groupby("params.optim.lr")["metrics.val/rmse"].mean()
+        best = means.idxmin()
+        mine = kept[(kept["tags.loss"] == loss) & (kept["params.data.outlier_fraction"] == fraction)]
+        assert set(mine["params.optim.lr"]) == {best}
+        assert f"| {loss} | {fraction} | {best} | 0.001: {compare._num(means['0.001'])}, 0.03: {compare._num(means['0.03'])} |" in chosen
+    assert "0.001" in set(runs["params.optim.lr"]) and len(set(kept["params.optim.lr"])) >= 1
+
+    assert compare.main(["--experiment", "lr", "--tracking-uri", store, "--by", "loss", "--columns", "data.outlier_fraction",
+                         "--select", "optim.lr", "--metric", "test/rmse", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "optim.lr chosen per arm on validation:" in printed
+    assert (tmp_path / "out" / "selected.md").read_text().strip() == chosen
+    table = pd.read_csv(tmp_path / "out" / "comparison.csv")
+    assert set(table["n"]) == {4}  # 2 fractions x 2 seeds per arm: one rate each
+
+
+def test_select_ranks_a_value_with_failed_runs_last():
+    runs = pd.DataFrame({
+        "run_id": list("abcd"), "status": ["FINISHED", "FAILED", "FINISHED", "FINISHED"],
+        "tags.loss": ["mse"] * 4, "params.optim.lr": ["0.1", "0.1", "0.01", "0.01"],
+        "metrics.val/rmse": [0.5, math.nan, 0.9, 0.8],
+    })
+    kept, chosen = compare.select(runs, "optim.lr", "val/rmse", ["loss"])
+    assert list(kept["run_id"]) == ["c", "d"]
+    assert "| mse | 0.01 | 0.01: 0.8500, 0.1: 0.5000 (1 failed) |" in chosen
+    with pytest.raises(SystemExit, match="--select-on val/mae: no such metric"):
+        compare.select(runs, "optim.lr", "val/mae", ["loss"])

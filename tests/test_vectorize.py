@@ -278,8 +278,8 @@ def test_a_vectorized_sweep_logs_each_member_as_its_own_run_with_the_results_of_
     swept = ["loss=huber,mae", "seed=0,1,2", "trainer.grad_share=true"]
     stacked = sweep(stacked_dir, "trainer.vectorize=true", *swept)
     assert stacked.returncode == 0, stacked.stderr[-3000:]
-    assert "vectorize: jobs #0, #1, #2 train together (3 runs in one loop)" in stacked.stderr
-    assert "vectorize: jobs #3, #4, #5 train together (3 runs in one loop)" in stacked.stderr
+    assert "vectorize: jobs #0-#2 train together (3 runs in one loop)" in stacked.stderr
+    assert "vectorize: jobs #3-#5 train together (3 runs in one loop)" in stacked.stderr
     assert "sweep: 6 of 6 jobs finished" in stacked.stdout
     plain = sweep(plain_dir, *swept)
     assert plain.returncode == 0, plain.stderr[-3000:]
@@ -306,7 +306,7 @@ def test_a_vectorized_sweep_logs_each_member_as_its_own_run_with_the_results_of_
 def test_a_sweep_member_that_fails_ends_failed_alone_and_unstackable_jobs_run_one_by_one(tmp_path):
     proc = sweep(tmp_path, "trainer.vectorize=true", "loss=mse", "data.outlier_scale=25,1e30", "seed=0,1")
     assert proc.returncode == 1
-    assert "vectorize: jobs #0, #1, #2, #3 train together (4 runs in one loop)" in proc.stderr
+    assert "vectorize: jobs #0-#3 train together (4 runs in one loop)" in proc.stderr
     assert "error: run FAILED: non-finite training loss" in proc.stderr
     runs = child_runs(tmp_path)
     failed = [r for r in runs if r.info.status == "FAILED"]
@@ -321,6 +321,13 @@ def test_a_sweep_member_that_fails_ends_failed_alone_and_unstackable_jobs_run_on
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "vectorize: job #0 runs alone: model.dropout=0.2" in proc.stderr
     assert [r.info.status for r in child_runs(alone_dir)] == ["FINISHED", "FINISHED"]
+
+
+def test_job_lists_are_written_as_ranges():
+    from hydra_plugins.harness_launcher.launcher import job_list
+
+    assert job_list([0, 1, 2, 3, 7, 9, 10]) == "#0-#3, #7, #9, #10"
+    assert job_list([5]) == "#5"
 
 
 def test_other_launchers_say_they_run_each_job_alone(tmp_path):

@@ -48,7 +48,7 @@ class HarnessLauncher(BasicLauncher):
         for group in order:
             stack = None
             if len(group) > 1:
-                names = ", ".join(f"#{initial_job_idx + i}" for i in group)
+                names = job_list([initial_job_idx + i for i in group])
                 HydraConfig.instance().set_config(configs[group[0]])
                 try:
                     stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV))
@@ -68,6 +68,17 @@ class HarnessLauncher(BasicLauncher):
                 )
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [r for r in returns if r is not None]
+
+
+def job_list(numbers: list[int]) -> str:
+    """``#0-#15, #20`` for jobs 0 to 15 and 20: runs of consecutive numbers as ranges."""
+    parts, start = [], None
+    for k, n in enumerate(numbers):
+        start = n if start is None else start
+        if k + 1 == len(numbers) or numbers[k + 1] != n + 1:
+            parts.append(f"#{start}" if start == n else f"#{start}-#{n}" if n > start + 1 else f"#{start}, #{n}")
+            start = None
+    return ", ".join(parts)
 
 
 def _task_config(cfg: DictConfig) -> DictConfig:
