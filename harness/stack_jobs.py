@@ -64,13 +64,11 @@ class Stack:
         self.members: list[Member] = []
         self.seconds = 0.0
 
-    def train(self) -> None:
-        """Build every member, start their runs and train them in one loop.
+    def build(self) -> None:
+        """Build every member as its own job would and start their runs.
 
         Raises one of :data:`BUILD_ERRORS` before any run is created when the members cannot be built or stacked
-        (a store that fails part-way through creating their runs ends those already created FAILED); an error during
-        training ends every member's run FAILED (KILLED on Ctrl-C/SIGTERM) and propagates. A member
-        whose loss turns non-finite ends FAILED alone.
+        (a store that fails part-way through creating their runs ends those already created FAILED).
         """
         self.prepared = [prepare(self.configs[0])]
         reason = slower_stacked([self._member(self.prepared[0])])
@@ -86,6 +84,11 @@ class Stack:
                 for o in self.opened:
                     end_failed(o.run, err)
                 raise
+
+    def train(self) -> None:
+        """Train the built members in one loop, logging each member's epochs to its run. An error during training
+        ends every member's run FAILED (KILLED on Ctrl-C/SIGTERM) and propagates; a member whose loss turns
+        non-finite ends FAILED alone."""
         with interrupts(), contextlib.ExitStack() as marks:
             for o in self.opened:
                 marks.enter_context(marks_status(o.run))

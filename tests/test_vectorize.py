@@ -7,7 +7,8 @@ one member's; observed differences are ~1e-7). The U-Net under Adam is the excep
 convolution biases sit before BatchNorm, so their true gradient is zero and what Adam sees is rounding noise, which
 it scales to learning-rate-sized steps that BatchNorm's running means then follow; changing only ``trainer.threads``
 moves its metrics by ~0.3% after two epochs, and stacking by a few percent. So the U-Net is held to 1e-5 under SGD
-(which does not rescale that noise) and, under Adam, its first step's gradients to 1e-6.
+(which does not rescale that noise) and, under Adam, its first step's gradients to 1e-6. Longer non-convex runs can
+amplify rounding too (experiments/imbalanced_binary/README.md measures it); the cases here are short on purpose.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def test_convolutional_models_on_a_cpu_run_one_by_one(make_cfg):
 
     seg = [make_cfg("data=segmentation", "data.n_train=16", "data.n_val=8", "data.n_test=8", f"seed={s}") for s in (0, 1)]
     with pytest.raises(NotStackable, match="convolutions stacked by torch.vmap are slower than one by one on a CPU"):
-        Stack(seg, None).train()
+        Stack(seg, None).build()
 
 
 def test_plan_groups_jobs_that_differ_in_seed_and_numeric_settings(make_cfg):
@@ -301,6 +302,11 @@ def test_a_vectorized_sweep_logs_each_member_as_its_own_run_with_the_results_of_
         assert curve == pytest.approx([m.value for m in plain_client.get_metric_history(other.info.run_id, "val/rmse")], rel=RTOL)
         assert len(curve) == 3
         assert "grad_share/outliers" in run.data.metrics
+
+    from harness import reproduce
+
+    one = runs[stacked_dir][("huber", "1")]
+    assert reproduce.main([one.info.run_id, "--tracking-uri", f"sqlite:///{stacked_dir / 'mlflow.db'}"]) == 0
 
 
 def test_a_sweep_member_that_fails_ends_failed_alone_and_unstackable_jobs_run_one_by_one(tmp_path):

@@ -26,14 +26,12 @@ class HarnessLauncher(BasicLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
-        configs = []
-        for k, overrides in enumerate(job_overrides):
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(cfg):
-                cfg.hydra.job.id = cfg.hydra.job.num = initial_job_idx + k
-            configs.append(cfg)
-        if not any(cfg.trainer.get("vectorize") for cfg in configs):
-            return super().launch(job_overrides, initial_job_idx)
+        if not job_overrides:
+            return []
+        first = self._compose(job_overrides[0], initial_job_idx)
+        if not first.trainer.get("vectorize") and not any("vectorize" in o for job in job_overrides for o in job):
+            return super().launch(job_overrides, initial_job_idx)  # nothing asks for stacking: Hydra's basic launcher
+        configs = [first] + [self._compose(o, initial_job_idx + k) for k, o in enumerate(job_overrides[1:], 1)]
 
         from harness.callbacks import PARENT_ENV
         from harness.stack_jobs import BUILD_ERRORS, Stack, plan
@@ -52,11 +50,13 @@ class HarnessLauncher(BasicLauncher):
                 HydraConfig.instance().set_config(configs[group[0]])
                 try:
                     stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV))
-                    print(f"vectorize: jobs {names} train together ({len(group)} runs in one loop)", file=sys.stderr, flush=True)
-                    stack.train()
+                    stack.build()
                 except BUILD_ERRORS as err:
                     print(f"vectorize: jobs {names} run one by one: {err}", file=sys.stderr, flush=True)
                     stack = None
+                else:
+                    print(f"vectorize: jobs {names} train together ({len(group)} runs in one loop)", file=sys.stderr, flush=True)
+                    stack.train()
             elif group[0] in alone:
                 print(f"vectorize: job #{initial_job_idx + group[0]} runs alone: {alone[group[0]]}", file=sys.stderr, flush=True)
             for pos, i in enumerate(group):
@@ -68,6 +68,14 @@ class HarnessLauncher(BasicLauncher):
                 )
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [r for r in returns if r is not None]
+
+    def _compose(self, overrides: Sequence[str], number: int) -> DictConfig:
+        """Job ``number``'s full config (with ``hydra``), as the basic launcher composes it."""
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = number
+        return cfg
 
 
 def job_list(numbers: list[int]) -> str:
