@@ -151,7 +151,7 @@ def select(runs: pd.DataFrame, key: str, on: str, within: list[str]) -> tuple[pd
             failed = len(candidates) - len(done)
             scores.append((failed > 0, math.isnan(mean), mean if lower else -mean, value, mean, failed))
         best = min(scores, key=lambda s: s[:3])
-        kept.append(group[group[col] == best[3]])
+        kept.append(group[group[col].isna()] if pd.isna(best[3]) else group[group[col] == best[3]])
         tried = ", ".join(f"{v}: {_num(m)}" + (f" ({f} failed)" if f else "") for *_, v, m, f in sorted(scores, key=lambda s: _order(s[3])))
         lines.append(f"| {' | '.join(map(str, values))} | {best[3]} | {tried} |")
     header = f"| {' | '.join(within)} | {key} chosen | mean {on} per {key} |\n|" + "---|" * (len(within) + 2)
@@ -734,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = None
     if args.select:
         on = args.select_on or "val/" + default_metric(runs).split("/", 1)[1]
+        by = [k for k in by if k != args.select]  # a sweep's keys include the one to choose
         runs, chosen = select(runs, args.select, on, by + ([args.columns] if args.columns else []))
     tables = [compare(runs, metric, by, args.baseline) for metric in metrics]
     text = write(tables, by, uri, out)

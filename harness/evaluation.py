@@ -9,6 +9,7 @@ slips past the boundary fails on every machine with a message naming the caller,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +54,17 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> Evaluation:
     """Forward ``x`` on its device, then move the output and the targets ``y`` to the CPU (the crossing)."""
     return Evaluation(predict(model, x, batch_size).cpu(), y.cpu())
+
+
+@torch.no_grad()
+def evaluate_stacked(forward: Callable[[Tensor], Tensor], x: Tensor, ys: list[Tensor], batch_size: int = 4096) -> list[Evaluation]:
+    """:func:`evaluate` for the members of a stack (``harness.vectorize``): ``forward`` maps inputs ``[M, n, ...]`` to
+    outputs ``[M, n, ...]`` (eval mode is the caller's), ``x`` holds each member's split, ``ys`` their targets; about
+    ``batch_size`` examples per forward in all. One crossing to the CPU; member ``i``'s :class:`Evaluation`."""
+    chunk = max(1, batch_size // len(ys))
+    out = torch.cat([forward(x[:, i : i + chunk]).float() for i in range(0, x.shape[1], chunk)], dim=1)
+    out = (out.squeeze(-1) if out.ndim == 3 and out.shape[2] == 1 else out).cpu()
+    return [Evaluation(out[i], y.cpu()) for i, y in enumerate(ys)]
 
 
 def to_host(t: Tensor) -> Tensor:

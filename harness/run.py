@@ -160,6 +160,7 @@ class Prepared:
     data: DataBundle
     criterion: Any
     model: torch.nn.Module
+    digest: str = ""  # host.digest(), computed once, before any timing
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -188,7 +189,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         probe(criterion, model, data.train.x, data.train.y)
     if host.substitute:
         print(f"note: data={host.name}: {host.substitute}", file=sys.stderr, flush=True)
-    return Prepared(cfg, device, task, host, data, criterion, model)
+    return Prepared(cfg, device, task, host, data, criterion, model, host.digest())
 
 
 @dataclass
@@ -208,7 +209,7 @@ def start(p: Prepared, parent_run_id: str | None) -> Opened:
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     reap_orphans(client, experiment_id)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
-    tags = {**run_tags(cfg, p.task.name), **provenance_tags(p.host, p.host.digest())}
+    tags = {**run_tags(cfg, p.task.name), **provenance_tags(p.host, p.digest)}
     return Opened(start_run(client, experiment_id, run_name, tags, parent_run_id), run_name, experiment_id, uri)
 
 
@@ -218,7 +219,7 @@ def log_setup(run: Run, p: Prepared) -> BestEpoch | None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run.log_params({**flatten(resolved), "device": str(p.device), **p.criterion.logged_params(), **share_params(cfg, p.task, p.host)})
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    run.log_dataset(p.host.name, p.host.digest(), p.host.source, p.host.profile())
+    run.log_dataset(p.host.name, p.digest, p.host.source, p.host.profile())
     return BestEpoch(p.task.monitor, p.task.metrics[p.task.monitor]) if cfg.trainer.get("keep_best") else None
 
 

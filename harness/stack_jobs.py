@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig
 
 from .data import DataError
+from .config import validate
 from .errors import ConfigError
 from .run import JOB_ERRORS, Opened, Prepared, RunResult, end_failed, finish, interrupts, job_outcome, log_setup, marks_status
 from .run import prepare, start
@@ -37,6 +38,12 @@ def plan(configs: Sequence[DictConfig]) -> tuple[list[list[int]], dict[int, str]
         if not cfg.trainer.get("vectorize"):
             order.append([i])
             continue
+        try:
+            validate(cfg)
+        except ConfigError as err:  # the job reports it itself, in one line, when it runs
+            order.append([i])
+            alone[i] = f"its config is not valid ({err})"
+            continue
         reason = refusal(cfg)
         if reason:
             order.append([i])
@@ -55,34 +62,45 @@ def plan(configs: Sequence[DictConfig]) -> tuple[list[list[int]], dict[int, str]
 
 
 class Stack:
-    """Jobs ``configs`` (task configs, without ``hydra``) trained together, under sweep parent run ``parent``."""
+    """Jobs ``configs`` (task configs, without ``hydra``) trained together, under sweep parent run ``parent``;
+    ``enter(i)`` is called before member ``i`` is built, its run started or its setup logged."""
 
-    def __init__(self, configs: Sequence[DictConfig], parent: str | None) -> None:
+    def __init__(self, configs: Sequence[DictConfig], parent: str | None, enter: Callable[[int], None] | None = None) -> None:
         self.configs, self.parent = list(configs), parent
+        self.enter = enter or (lambda i: None)  # makes member i's job current (its HydraConfig) while it is built
         self.prepared: list[Prepared] = []
         self.opened: list[Opened] = []
         self.members: list[Member] = []
         self.seconds = 0.0
+        self.failure: Exception | None = None  # an error of the whole loop: every member's job reports it
 
     def build(self) -> None:
         """Build every member as its own job would and start their runs.
 
         Raises one of :data:`BUILD_ERRORS` before any run is created when the members cannot be built or stacked
-        (a store that fails part-way through creating their runs ends those already created FAILED).
+        (a store that fails part-way through creating their runs deletes those already created: the jobs then run one
+        by one, each creating its own).
         """
+        self.enter(0)
         self.prepared = [prepare(self.configs[0])]
         reason = slower_stacked([self._member(self.prepared[0])])
         if reason:  # known from the first member: the others are not built twice
             raise NotStackable(reason)
-        self.prepared += [prepare(cfg) for cfg in self.configs[1:]]
+        for i, cfg in enumerate(self.configs[1:], 1):
+            self.enter(i)
+            self.prepared.append(prepare(cfg))
         self.members = [self._member(p) for p in self.prepared]
         check_members(self.members)
-        for p in self.prepared:
+        for i, p in enumerate(self.prepared):
+            self.enter(i)
             try:
                 self.opened.append(start(p, self.parent))
-            except BaseException as err:  # the store failed part-way: the runs already created must not stay RUNNING
+            except BaseException:  # the store failed part-way: the jobs run one by one, so these runs go
                 for o in self.opened:
-                    end_failed(o.run, err)
+                    with contextlib.suppress(Exception):
+                        o.run.end("KILLED")
+                        o.run.client.delete_run(o.run.run_id)
+                self.opened = []
                 raise
 
     def train(self) -> None:
@@ -92,16 +110,29 @@ class Stack:
         with interrupts(), contextlib.ExitStack() as marks:
             for o in self.opened:
                 marks.enter_context(marks_status(o.run))
-            for m, p, o in zip(self.members, self.prepared, self.opened):
+            for i, (m, p, o) in enumerate(zip(self.members, self.prepared, self.opened)):
+                self.enter(i)
                 m.best = log_setup(o.run, p)
                 m.on_epoch = lambda epoch, metrics, run=o.run: run.log_metrics(metrics, step=epoch)
                 o.run.set_tags({"vectorize.members": str(len(self.members))})
             started = time.perf_counter()
-            fit_stacked(self.members, self.configs[0])
+            try:
+                fit_stacked(self.members, self.configs[0])
+            except Exception as err:  # noqa: BLE001 - as alone, each job fails with it (its run already ended FAILED)
+                self.failure = err
+                raise
             self.seconds = time.perf_counter() - started
         for m, o in zip(self.members, self.opened):
             if m.error is not None:
                 end_failed(o.run, m.error)
+
+    def abandon(self) -> None:
+        """End, KILLED, the runs of members whose jobs did not get to finish them (the sweep was interrupted)."""
+        for o in self.opened:
+            if o.run.status is None:
+                with contextlib.suppress(Exception):
+                    o.run.set_tags({"failure_reason": "interrupted before its job finished"})
+                    o.run.end("KILLED")
 
     @staticmethod
     def _member(p: Prepared) -> Member:
@@ -114,6 +145,8 @@ class Stack:
         m, p, o = self.members[i], self.prepared[i], self.opened[i]
 
         def complete() -> RunResult:
+            if self.failure is not None:
+                raise self.failure
             if m.error is not None:
                 raise m.error
             with interrupts(), marks_status(o.run):

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .criterion import Criterion
 from .data import DataBundle
-from .evaluation import Evaluation
+from .evaluation import evaluate_stacked
 from .grad_share import StackedGradShare
 from .optim import build_optimizer, build_scheduler
 from .train import BestEpoch, NonFiniteLoss, non_finite, progress_mode
@@ -157,6 +157,8 @@ def shared_loss(members: Sequence[Member]) -> str | None:
     first = mods[0]
     if not isinstance(first, Loss) or any(type(x) is not type(first) for x in mods):
         return "not one built-in loss"
+    if any(True for _ in first.children()):  # a user's loss wrapped: its settings live in a module we cannot compare
+        return "the loss holds modules"
     if any(p.requires_grad for x in mods for p in x.parameters()):
         return "the loss learns parameters"
     if type(first).start_epoch is not Loss.start_epoch:
@@ -185,7 +187,7 @@ def _loss_function(members: Sequence[Member]) -> Callable[[Tensor, Tensor, Tenso
     candidates = []
     first = crits[0]
     same_buffers = all(torch.equal(c.module._buffers[k], first.module._buffers[k]) for c in crits for k in first.module._buffers)
-    if first.sample_weights is None and same_buffers:
+    if first.sample_weights is None and same_buffers and not first.task.per_pixel:  # pixel losses may skip void pixels
 
         def flat(output: Tensor, labels: Tensor, idx: Tensor) -> Tensor:
             o, t = first.prepare(output.flatten(0, 1), labels.flatten(0, 1))
@@ -286,14 +288,6 @@ def stacked_forward(model: nn.Module) -> Callable[[dict[str, Tensor], dict[str, 
     return forward
 
 
-def _predict(forward: Callable, params: dict, buffers: dict, x: Tensor, chunk: int) -> Tensor:
-    """The stacked model's output on ``x`` ``[M, N, ...]`` in eval mode, ``chunk`` examples per member at a time; a
-    single output column squeezed to ``[M, N]`` (as :func:`harness.evaluation.predict`)."""
-    with torch.no_grad():
-        out = torch.cat([forward(params, buffers, x[:, i : i + chunk]).float() for i in range(0, x.shape[1], chunk)], dim=1)
-    return out.squeeze(-1) if out.ndim == 3 and out.shape[2] == 1 else out
-
-
 def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
     """Train ``members`` together for ``cfg.trainer.epochs`` (``cfg``: the trainer and optimiser settings they
     share); fill each member's ``history`` (the dicts :func:`harness.train.fit` returns), call its ``on_epoch``,
@@ -325,10 +319,9 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
     orders = [torch.Generator().manual_seed(m.seed) for m in members]
     task = first.criterion.task
     groups = [m.criterion.task.gradient_groups(m.data) for m in members] if cfg.trainer.get("grad_share") else None
-    shares = StackedGradShare(groups, device) if groups else None
+    shares = StackedGradShare(groups, device) if groups and groups[0] else None
     rows = torch.arange(count, device=device)[:, None]
     alive = torch.ones(count, dtype=torch.bool, device=device)
-    chunk = max(1, 4096 // count)
 
     bar_on, lines_on = progress_mode(cfg.trainer.get("progress", "auto"))
     bar = tqdm(total=epochs * steps_per_epoch, disable=not bar_on, unit="step", dynamic_ncols=True)
@@ -388,7 +381,7 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
             if not bool(alive.any()):
                 return
             forward.eval()
-            val_out = _predict(forward, params, buffers, val_x, chunk).cpu()
+            val_evals = evaluate_stacked(lambda inputs: forward(params, buffers, inputs), val_x, [m.data.val.y for m in members])
             epoch_shares = shares.epoch() if shares is not None else None
             for i, m in enumerate(members):
                 if not alive[i]:
@@ -397,7 +390,7 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
                 metrics.update({f"loss/{k}": v for k, v in m.criterion.module.learned().items()})
                 if epoch_shares is not None:
                     metrics.update(epoch_shares[i])
-                val = task.score(Evaluation(val_out[i], m.data.val.y.cpu()), m.data)
+                val = task.score(val_evals[i], m.data)
                 metrics.update({f"val/{k}": v for k, v in val.items()})
                 m.history.append(metrics)
                 if m.best is not None:

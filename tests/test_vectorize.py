@@ -341,3 +341,67 @@ def test_other_launchers_say_they_run_each_job_alone(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "note: trainer.vectorize=true stacks jobs under the harness's own launcher" in proc.stderr
     assert len(child_runs(tmp_path)) == 2
+
+
+def test_an_error_in_the_loop_fails_every_member_and_each_job_reports_it(make_cfg, store, monkeypatch):
+    from harness import stack_jobs
+
+    stack = stack_jobs.Stack([make_cfg("trainer.epochs=1", f"seed={s}") for s in (0, 1)], None)
+    stack.build()
+
+    def boom(members, cfg):
+        raise RuntimeError("boom in the loop")
+
+    monkeypatch.setattr(stack_jobs, "fit_stacked", boom)
+    with pytest.raises(RuntimeError, match="boom in the loop"):
+        stack.train()
+    client = MlflowClient(tracking_uri=store)
+    for o in stack.opened:
+        run = client.get_run(o.run.run_id)
+        assert run.info.status == "FAILED" and run.data.tags["failure_reason"] == "RuntimeError: boom in the loop"
+    with pytest.raises(RuntimeError, match="boom in the loop"):
+        stack.finish(1)
+
+
+def test_runs_whose_jobs_never_finish_them_end_killed(make_cfg, store):
+    from harness.stack_jobs import Stack
+
+    stack = Stack([make_cfg("trainer.epochs=2", f"seed={s}") for s in (0, 1)], None)
+    stack.build()
+    stack.train()
+    assert not math.isnan(stack.finish(0))
+    stack.abandon()  # the sweep was interrupted before job 1 ran
+    client = MlflowClient(tracking_uri=store)
+    first, second = (client.get_run(o.run.run_id) for o in stack.opened)
+    assert first.info.status == "FINISHED" and first.data.metrics["test/rmse"] > 0
+    assert second.info.status == "KILLED" and second.data.tags["failure_reason"] == "interrupted before its job finished"
+
+
+def test_a_store_failing_part_way_leaves_no_run_behind(make_cfg, store, monkeypatch):
+    from harness import stack_jobs
+    from harness.tracking import TrackingError
+
+    real, calls = stack_jobs.start, []
+
+    def flaky(p, parent):
+        calls.append(p)
+        if len(calls) == 2:
+            raise TrackingError("store went away")
+        return real(p, parent)
+
+    monkeypatch.setattr(stack_jobs, "start", flaky)
+    stack = stack_jobs.Stack([make_cfg("trainer.epochs=1", f"seed={s}") for s in (0, 1)], None)
+    with pytest.raises(TrackingError):
+        stack.build()
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("loss-harness")
+    assert client.search_runs([experiment.experiment_id]) == []  # the one created was deleted: the jobs run one by one
+
+
+def test_a_users_loss_module_is_called_per_member(make_cfg):
+    from harness.vectorize import shared_loss
+
+    built = [prepare(make_cfg("loss._target_=torch.nn.HuberLoss", f"+loss.delta={d}", f"seed={s}")) for s, d in ((0, 0.5), (1, 5.0))]
+    members = [Member(p.model, p.criterion, p.data, s) for s, p in enumerate(built)]
+    assert shared_loss(members) == "the loss holds modules"
+    assert loss_form(_loss_function(members)) == "looped"

@@ -47,26 +47,35 @@ class HarnessLauncher(BasicLauncher):
             stack = None
             if len(group) > 1:
                 names = job_list([initial_job_idx + i for i in group])
-                HydraConfig.instance().set_config(configs[group[0]])
+                def enter(k: int, group: list[int] = group) -> None:
+                    HydraConfig.instance().set_config(configs[group[k]])
+
                 try:
-                    stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV))
+                    stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV), enter)
                     stack.build()
                 except BUILD_ERRORS as err:
                     print(f"vectorize: jobs {names} run one by one: {err}", file=sys.stderr, flush=True)
                     stack = None
                 else:
                     print(f"vectorize: jobs {names} train together ({len(group)} runs in one loop)", file=sys.stderr, flush=True)
-                    stack.train()
+                    try:
+                        stack.train()
+                    except Exception as err:  # noqa: BLE001 - every member's job fails with it, as each would alone
+                        print(f"vectorize: jobs {names} failed in training: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             elif group[0] in alone:
                 print(f"vectorize: job #{initial_job_idx + group[0]} runs alone: {alone[group[0]]}", file=sys.stderr, flush=True)
-            for pos, i in enumerate(group):
-                log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
-                task = self.task_function if stack is None else (lambda cfg, pos=pos, stack=stack: stack.finish(pos))
-                returns[i] = run_job(
-                    hydra_context=self.hydra_context, task_function=task, config=configs[i],
-                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
-                )
-                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            try:
+                for pos, i in enumerate(group):
+                    log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
+                    task = self.task_function if stack is None else (lambda cfg, pos=pos, stack=stack: stack.finish(pos))
+                    returns[i] = run_job(
+                        hydra_context=self.hydra_context, task_function=task, config=configs[i],
+                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
+                    )
+                    configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            finally:
+                if stack is not None:
+                    stack.abandon()
         return [r for r in returns if r is not None]
 
     def _compose(self, overrides: Sequence[str], number: int) -> DictConfig:
