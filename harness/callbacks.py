@@ -47,6 +47,21 @@ def expand_sweep(overrides: list[str]) -> list[list[str]] | None:
         return None
 
 
+def seedless(job: list[str]) -> tuple[tuple[str, ...], object]:
+    """A job's overrides without its ``seed=`` one, and the seed's value (Hydra's parse of it; ``None`` if unset):
+    jobs that differ only in seed compose the same config but for the seed, so one of them is validated in full."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    rest = tuple(o for o in job if not o.startswith("seed="))
+    seeds = [o for o in job if o.startswith("seed=")]
+    if not seeds:
+        return rest, None
+    try:
+        return rest, OverridesParser.create().parse_override(seeds[-1]).value()
+    except Exception:  # noqa: BLE001 - unparsable: validated in full, where Hydra names the problem
+        return tuple(job), None
+
+
 class SweepParentRun(Callback):
     def __init__(self) -> None:
         self.run: Any = None
@@ -66,7 +81,7 @@ class SweepParentRun(Callback):
     def _start(self, config: DictConfig) -> None:
         from hydra import compose
 
-        from .config import ConfigError, validate
+        from .config import RULES, ConfigError, validate
         from .tracking import Run, open_experiment, resolve_uri, spool_root, start_run
 
         overrides = list(config.hydra.overrides.task)
@@ -77,9 +92,17 @@ class SweepParentRun(Callback):
         jobs = expand_sweep(params + overrides) if basic else None
         if jobs is not None:
             errors = []
+            checked: dict[tuple[str, ...], str | None] = {}  # the job's overrides but its seed -> its error, if any
             for job in jobs:
+                key, seed = seedless(job)
+                if key in checked and checked[key] is None:  # the same config but the seed: only the seed to check
+                    if not RULES["seed"].ok(seed):
+                        errors.append(f"  {' '.join(job)}\n    error: seed={seed!r} is not allowed: seed must be {RULES['seed'].allowed}")
+                    continue
+                checked[key] = "unchecked"
                 try:
                     validate(compose(config_name="config", overrides=job))
+                    checked[key] = None
                 except ConfigError as err:
                     errors.append(f"  {' '.join(job)}\n    error: {err}")
                 except Exception as err:  # noqa: BLE001 - Hydra composition errors name the bad override

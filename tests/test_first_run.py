@@ -56,6 +56,18 @@ def test_a_mistyped_option_inside_a_sweep_stops_it_before_any_job(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_jobs_differing_only_in_seed_are_validated_once_but_each_seed_is_checked(tmp_path):
+    from harness.callbacks import seedless
+
+    assert seedless(["loss=mse", "seed=3"]) == (("loss=mse",), 3)
+    assert seedless(["loss=mse"]) == (("loss=mse",), None)
+    proc = cli(tmp_path, "-m", "loss=mse,huber", "seed=0,-2,1", *FAST)
+    assert proc.returncode == 2
+    assert "error: 2 of 6 sweep jobs cannot run; nothing was started" in proc.stderr
+    assert proc.stderr.count("error: seed=-2 is not allowed: seed must be an integer >= 0") == 2
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_a_run_leaves_only_the_store_and_hydras_outputs(tmp_path):
     proc = cli(tmp_path, *FAST)
     assert proc.returncode == 0, proc.stderr
