@@ -74,14 +74,7 @@ def to_device(groups: dict[str, Tensor], device: torch.device) -> dict[str, Tens
 
 def stacked_per_element(grad: Tensor, mask: Tensor) -> Tensor:
     """:func:`per_element` for each member of a stack: ``grad`` ``[M, B, ...]``, ``mask`` ``[M, B]`` or ``[M, B, *S]``."""
-    g = grad.abs()
-    if mask.dim() == 2:
-        return g.reshape(*g.shape[:2], -1).sum(2)
-    if g.shape == mask.shape:
-        return g
-    if g.dim() == mask.dim() + 1 and g.shape[3:] == mask.shape[2:]:
-        return g.sum(2)
-    raise ValueError(f"grad_share: outputs of shape {tuple(grad.shape)} do not match group masks of shape {tuple(mask.shape)}")
+    return per_element(grad.flatten(0, 1), mask.flatten(0, 1)).unflatten(0, grad.shape[:2])
 
 
 class StackedGradShare:

@@ -321,7 +321,6 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
     groups = [m.criterion.task.gradient_groups(m.data) for m in members] if cfg.trainer.get("grad_share") else None
     shares = StackedGradShare(groups, device) if groups and groups[0] else None
     rows = torch.arange(count, device=device)[:, None]
-    alive = torch.ones(count, dtype=torch.bool, device=device)
 
     bar_on, lines_on = progress_mode(cfg.trainer.get("progress", "auto"))
     bar = tqdm(total=epochs * steps_per_epoch, disable=not bar_on, unit="step", dynamic_ncols=True)
@@ -331,7 +330,6 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
 
     def fail(i: int, err: NonFiniteLoss) -> None:
         members[i].error = err
-        alive[i] = False
         dead.add(i)
 
     def member_params(i: int) -> list[Tensor]:
@@ -360,9 +358,9 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
                     if len(dead) == count:
                         return
                 optimizer.zero_grad(set_to_none=True)
-                everyone = not dead
-                (losses.sum() if everyone else torch.where(alive, losses, 0.0).sum()).backward()
-                if not everyone:
+                alive = None if not dead else torch.tensor([i not in dead for i in range(count)], device=device)
+                (losses.sum() if alive is None else torch.where(alive, losses, 0.0).sum()).backward()
+                if alive is not None:
                     for p in holder.stacked:
                         if p.grad is not None:
                             p.grad[~alive] = 0.0
@@ -376,15 +374,15 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
             losses_host = step_losses.T.tolist()  # one host sync
             for i, values in enumerate(losses_host):
                 bad = next((s for s, v in enumerate(values) if not math.isfinite(v)), None)
-                if alive[i] and bad is not None:
+                if i not in dead and bad is not None:
                     fail(i, NonFiniteLoss(epoch, (epoch - 1) * steps_per_epoch + bad + 1, values[bad]))
-            if not bool(alive.any()):
+            if len(dead) == count:
                 return
             forward.eval()
             val_evals = evaluate_stacked(lambda inputs: forward(params, buffers, inputs), val_x, [m.data.val.y for m in members])
             epoch_shares = shares.epoch() if shares is not None else None
             for i, m in enumerate(members):
-                if not alive[i]:
+                if i in dead:
                     continue
                 metrics = {"train/loss": sum(losses_host[i]) / len(losses_host[i])}
                 metrics.update({f"loss/{k}": v for k, v in m.criterion.module.learned().items()})
@@ -397,7 +395,7 @@ def fit_stacked(members: Sequence[Member], cfg: DictConfig) -> None:
                     m.best.update(epoch, val[m.best.monitor], _MemberState(state, keys, i))
                 if m.on_epoch is not None:
                     m.on_epoch(epoch, metrics)
-            living = [i for i in range(count) if alive[i]]
+            living = [i for i in range(count) if i not in dead]
             monitor = [members[i].history[-1][f"val/{task.monitor}"] for i in living]
             mean_loss = sum(members[i].history[-1]["train/loss"] for i in living) / len(living)
             bar.set_postfix(epoch=epoch, members=len(living), loss=f"{mean_loss:.4g}")

@@ -96,7 +96,6 @@ def test_select_tunes_a_setting_per_arm_and_condition_on_validation(make_cfg, st
         mine = kept[(kept["tags.loss"] == loss) & (kept["params.data.outlier_fraction"] == fraction)]
         assert set(mine["params.optim.lr"]) == {best}
         assert f"| {loss} | {fraction} | {best} | 0.001: {compare._num(means['0.001'])}, 0.03: {compare._num(means['0.03'])} |" in chosen
-    assert "0.001" in set(runs["params.optim.lr"]) and len(set(kept["params.optim.lr"])) >= 1
 
     assert compare.main(["--experiment", "lr", "--tracking-uri", store, "--by", "loss", "--columns", "data.outlier_fraction",
                          "--select", "optim.lr", "--metric", "test/rmse", "--out", str(tmp_path / "out")]) == 0
