@@ -35,7 +35,7 @@ Sections, in this order (each guarded: an exception inside one becomes a failed 
   after 2 by 0.002; even noise of 1e-6 moved the lovasz U-Net's mIoU by 0.004. A wrong computation on the GPU (a
   lost class weight, a loss on the wrong axis, autocast reaching a loss) moves these metrics far more. Plus one run
   with ``trainer.device=auto``, which must pick ``cuda``.
-- ``pytest``: ``pytest -m cuda tests/`` as a subprocess: tests/test_cuda.py (CUDA end-to-end runs against CPU, half
+- ``pytest``: ``pytest -m cuda`` on the test modules that hold such tests, as a subprocess: tests/test_cuda.py (CUDA end-to-end runs against CPU, half
   precision, auto device, no per-step sync) and tests/test_loss_checks.py's CPU/CUDA agreement of every loss.
 - ``sync``: no host synchronisation inside the training step. For each task's natural loss, ``harness.train.fit`` runs
   one epoch under ``torch.cuda.set_sync_debug_mode("warn")``, the warnings are recorded and counted, at two batch
@@ -47,6 +47,14 @@ Sections, in this order (each guarded: an exception inside one becomes a failed 
 - ``speed``: per-epoch training time (forward, loss, backward, step, plus the per-epoch validation), data resident on
   the device, GPU vs this machine's CPU, for the MNIST CNN, the U-Net at 64 and 128 px and the outliers MLP: the
   median of the epochs after the first (which pays one-time costs). Conv models must be faster on the GPU.
+- ``vectorize``: stacked training (``trainer.vectorize``) on the device. For each case of ``benchmarks.vectorize``
+  (linear and MLP on tabular data, the MNIST CNN, the U-Net), 16 members (seeds 0-15) trained stacked by
+  ``harness.vectorize.fit_stacked`` and the first 4 of them trained alone by ``harness.train.fit``, built alike
+  (``harness.run.prepare``). Each of the 4 must match its run alone: the test metric within the ``e2e`` fp32 bar
+  (rmse relative 1e-3, pr_auc 0.01, accuracy/miou 0.02: batched kernels round differently, and TF32 convolutions
+  more so), every member FINISHED; the largest relative difference over all logged per-epoch values is reported.
+  Speed: runs per second stacked (16) over one by one, held to "stacked faster" (the harness stacks convolutional
+  models only on a GPU: on CPU they are slower stacked).
 - ``overhead``: ``python -m benchmarks.overhead --device cuda --repeats 3`` (harness/bare ratio, bar <= 1.05).
 - ``losses``: ``python -m benchmarks.losses --device cuda --repeats 3 --calls 5`` (every row ours/reference, bar <= 1.2;
   the rows above it are listed; a row whose two sides disagree in value fails).
@@ -84,7 +92,7 @@ MNIST_LOCAL = REPO.parent / "shared" / "datasets" / "MNIST" / "raw"
 FASHION_LOCAL = Path("/usr/share/datasets/fashion-mnist")
 EXPERIMENT = "gpu-check"
 
-SECTIONS = ("env", "e2e", "pytest", "sync", "speed", "overhead", "losses")  # in the order they run
+SECTIONS = ("env", "e2e", "pytest", "sync", "speed", "vectorize", "overhead", "losses")  # in the order they run
 CPU_SECTIONS = ("env", "e2e", "sync")  # what --device cpu runs unless --only names others
 
 OK, FAIL, SKIP, INFO = "yes", "NO", "skip", "info"
@@ -592,6 +600,92 @@ def section_speed(check: Check) -> None:
             check.add("speed", name, result, "gpu faster" if held else "report", (OK if gpu < cpu else FAIL) if held else INFO)
 
 
+VECTORIZE_MEMBERS, VECTORIZE_ALONE = 16, 4
+
+
+def vectorize_cases(dry: bool) -> dict[str, list[str]]:
+    """``benchmarks.vectorize``'s cases (the MNIST one only with a local copy); the dry run: the two tabular ones
+    at one epoch."""
+    from benchmarks.vectorize import CASES
+
+    if dry:
+        return {name: [*CASES[name], "trainer.epochs=1"] for name in ("outliers-linear", "imbalanced-mlp")}
+    return {name: overrides for name, overrides in CASES.items() if name != "mnist-cnn" or mnist_available()}
+
+
+def train_members(cfgs: list, stacked: bool) -> tuple[list[dict[str, Any]], float]:
+    """Build each config as ``harness.run.prepare`` does and train them one by one (``fit``) or stacked
+    (``fit_stacked``); each run's history, test metrics and status, and the training seconds."""
+    from benchmarks.vectorize import best_of, quiet_prepare
+    from harness.evaluation import evaluate
+    from harness.train import fit
+    from harness.vectorize import Member, fit_stacked
+
+    device = str(cfgs[0].trainer.device)
+    built = [quiet_prepare(c) for c in cfgs]
+    members = [Member(p.model, p.criterion, p.data, int(c.seed), best=best_of(p)) for p, c in zip(built, cfgs)]
+    sync(device)
+    start = time.perf_counter()
+    if stacked:
+        fit_stacked(members, cfgs[0])
+    else:
+        for m, c in zip(members, cfgs):
+            m.history = fit(m.model, m.criterion, m.data, c, best=m.best)
+    sync(device)
+    seconds = time.perf_counter() - start
+    runs = []
+    for m, p in zip(members, built):
+        test = p.task.test_metrics(evaluate(p.model, p.data.test.x, p.data.test.y), p.host, p.model) if m.error is None else {}
+        runs.append({"history": m.history, "test": test, "status": "FINISHED" if m.error is None else f"FAILED ({m.error})"})
+    return runs, seconds
+
+
+def largest_difference(alone: list[dict[str, Any]], stacked: list[dict[str, Any]]) -> float:
+    """The largest relative difference ``|a - s| / max(|a|, 1e-12)`` over every per-epoch value of the paired runs."""
+    worst = 0.0
+    for a, s in zip(alone, stacked):
+        for row_a, row_s in zip(a["history"], s["history"]):
+            for key, value in row_a.items():
+                other = row_s.get(key, float("nan"))
+                worst = max(worst, abs(value - other) / max(abs(value), 1e-12)) if math.isfinite(other) else math.inf
+    return worst
+
+
+def section_vectorize(check: Check) -> None:
+    from hydra import compose, initialize_config_dir
+
+    members = 2 if check.dry else VECTORIZE_MEMBERS
+    alone_count = 2 if check.dry else VECTORIZE_ALONE
+    for name, overrides in vectorize_cases(check.dry).items():
+        if not check.wants(name):
+            continue
+        with guarded(check, "vectorize", name):
+            log(f"vectorize {name} ...")
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                cfgs = [compose("config", overrides=[*overrides, "trainer.progress=false", "tracking.log_plots=false",
+                                                     f"trainer.device={check.device}", f"seed={s}"]) for s in range(members)]
+            data = next(d for d in TASKS if f"data={d}" in overrides)
+            task = TASKS[data]
+            train_members(cfgs[:1], stacked=False)  # warm-up: kernels, cuDNN handles, allocator, lazy initialisation
+            alone, alone_s = train_members(cfgs[:alone_count], stacked=False)
+            stacked, stacked_s = train_members(cfgs, stacked=True)
+            bar_text, within = tolerance(task, "32")
+            problems = [f"member {i}: {r['status']}" for i, r in enumerate(stacked) if r["status"] != "FINISHED"]
+            pairs = []
+            for i, (a, s) in enumerate(zip(alone, stacked)):
+                mine, theirs = s["test"].get(task.metric, float("nan")), a["test"].get(task.metric, float("nan"))
+                pairs.append(f"{fmt(mine)}/{fmt(theirs)}")
+                if not within(mine, theirs):
+                    problems.append(f"member {i} outside tolerance")
+            speedup = (members / stacked_s) / (alone_count / alone_s)
+            result = (f"{task.metric} stacked/alone {', '.join(pairs)}; largest per-epoch relative difference "
+                      f"{largest_difference(alone, stacked):.1e}; {members / stacked_s:.2f} runs/s stacked ({members}) vs "
+                      f"{alone_count / alone_s:.2f} one by one: {speedup:.1f}x" + (f"; {', '.join(problems)}" if problems else ""))
+            held = "" if check.dry else "; stacked faster"
+            ok = not problems and (check.dry or speedup > 1)
+            check.add("vectorize", name, result, f"FINISHED, test {bar_text}{held}", OK if ok else FAIL)
+
+
 # ------------------------------------------------------------------------------------------------------ subprocesses
 
 
@@ -615,9 +709,15 @@ def pytest_counts(output: str) -> dict[str, int]:
     return {("error" if k.startswith("error") else k): int(n) for n, k in re.findall(outcome, lines[-1])}
 
 
+def cuda_test_files() -> list[str]:
+    """The test modules that hold ``cuda``-marked tests: collecting only these, the check needs none of the other
+    modules' optional packages (Playwright, Optuna, PostgreSQL's driver) on the GPU machine."""
+    return sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").glob("test_*.py") if "pytest.mark.cuda" in f.read_text())
+
+
 def section_pytest(check: Check) -> None:
     runs = [
-        ("pytest -m cuda tests/", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "tests/"]),
+        ("pytest -m cuda tests/", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", *cuda_test_files()]),
     ]
     for name, args in runs:
         with guarded(check, "pytest", name):
@@ -700,7 +800,7 @@ def section_losses(check: Check) -> None:
 
 
 SECTION_FUNCS: dict[str, Callable[[Check], None]] = {
-    "env": section_env, "e2e": section_e2e, "sync": section_sync, "speed": section_speed,
+    "env": section_env, "e2e": section_e2e, "sync": section_sync, "speed": section_speed, "vectorize": section_vectorize,
     "pytest": section_pytest, "overhead": section_overhead, "losses": section_losses,
 }
 

@@ -58,6 +58,19 @@ def test_cpu_dry_run_runs_the_matrix_writes_the_table_and_exits_0(tmp_path):
     assert all(r[2] in ("yes", "info", "skip") for r in rows.values())
 
 
+def test_cpu_dry_run_of_stacked_training_pairs_each_member_with_its_run_alone(tmp_path):
+    out = tmp_path / "gpu.md"
+    proc = run_check("--device", "cpu", "--only", "vectorize", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    rows = table_rows(out.read_text())
+    for case, metric in (("outliers-linear", "rmse"), ("imbalanced-mlp", "pr_auc")):
+        result, bar, ok = rows[("vectorize", case)]
+        assert ok == "yes" and result.startswith(f"{metric} stacked/alone") and "runs/s stacked (2)" in result, result
+        pairs = result.split("stacked/alone ")[1].split(";")[0].split(", ")
+        assert len(pairs) == 2 and all(a == b for a, b in (p.split("/") for p in pairs))  # CPU: equal to 4 decimals
+        assert float(result.split("relative difference ")[1].split(";")[0]) < 1e-5
+
+
 def test_a_failing_case_gives_a_failed_row_and_a_non_zero_exit(tmp_path):
     out = tmp_path / "gpu.md"
     proc = run_check("--device", "cpu", "--only", "e2e", "--cases", "outliers/mse", "--inject-failure", "--out", str(out))
