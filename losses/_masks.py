@@ -71,8 +71,8 @@ def infer_mode(name: str, input: Tensor, target: Tensor, mode: str | None) -> st
 
 def _check_values(name: str, mode: str, target: Tensor, hi: float, ignore_index: int | None) -> None:
     """One reduction (``aminmax``) and one host sync; the offending values are looked up only to raise."""
-    low, high = target.aminmax()
-    if bool((low < 0) | (high > hi)):
+    low, high = torch.stack(target.aminmax()).tolist()
+    if low < 0 or high > hi:
         values = torch.unique(target[(target < 0) | (target > hi)])[:8].tolist()
         allowed = f"class indices in [0, {int(hi)}]" if mode == "multiclass" else "values in [0, 1]"
         ignored = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
@@ -123,23 +123,27 @@ def masks(
     valid = None
     if ignore_index is not None:
         valid = target != ignore_index
-        target = torch.where(valid, target, torch.zeros_like(target))
+        target = target.where(valid, 0)
     if check_target:
         _check_values(name, mode, target, x.shape[1] - 1 if index else 1.0, ignore_index)
-    if index:
-        g = F.one_hot(target.long(), x.shape[1]).movedim(-1, 1).to(x.dtype)
-        valid = None if valid is None else valid.unsqueeze(1)
+    n, c = x.shape[:2]
+    if index:  # one-hot by one scatter, already zero at ignored pixels (class 0 gets `valid`, 0 there)
+        valid = None if valid is None else valid.to(x.dtype).reshape(n, 1, -1)
+        ones = torch.ones((), dtype=x.dtype, device=x.device).expand(n, 1, target[0].numel()) if valid is None else valid
+        g = torch.zeros_like(x).reshape(n, c, -1).scatter_(1, target.reshape(n, 1, -1).long(), ones)
     else:
-        g = target.to(x.dtype)
+        g = target.to(x.dtype).reshape(n, c, -1)
+        if valid is not None:
+            valid = valid.to(x.dtype).reshape(n, valid.shape[1], -1)
+            g = g * valid
     if from_logits:
         p = F.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
     else:
         p = x
-    n, c = x.shape[:2]
+    p = p.reshape(n, c, -1)
     if valid is not None:
-        valid = valid.to(x.dtype).reshape(n, valid.shape[1], -1)
-        p, g = p.reshape(n, c, -1) * valid, g.reshape(n, c, -1) * valid
-    return Masks(mode, p.reshape(n, c, -1), g.reshape(n, c, -1), x.reshape(n, c, -1), valid, tuple(x.shape[2:]))
+        p = p * valid
+    return Masks(mode, p, g, x.reshape(n, c, -1), valid, tuple(x.shape[2:]))
 
 
 def counts(m: Masks, per_image: bool, squared: bool = False) -> tuple[Tensor, Tensor, Tensor]:

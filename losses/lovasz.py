@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._core import Constraint, check_reduction, reduce, register
-from ._masks import MODE, class_mean, masks
+from ._masks import MODE, class_mean, infer_mode, masks
 
 _CLASSES = Constraint(
     "'present', 'all' or a list of class indices",
@@ -56,7 +56,8 @@ def lovasz(
     input. With no class present an image scores 0, as in smp.
     """
     check_reduction(reduction)
-    m = masks("lovasz", input, target, mode=mode, from_logits=True, ignore_index=ignore_index, check_target=check_target)
+    mode = infer_mode("lovasz", input, target, mode)  # the hinge (binary, multilabel) reads the logits, not sigmoid(x)
+    m = masks("lovasz", input, target, mode=mode, from_logits=mode == "multiclass", ignore_index=ignore_index, check_target=check_target)
     p, g, x = m.p, m.g, m.x
     if m.mode == "multiclass":
         errors = (g - p).abs()
@@ -81,12 +82,14 @@ def lovasz(
     if per_image:
         return reduce(_row_mean(loss, weight, chosen), reduction)  # one value per image
     if reduction == "mean":
-        return _row_mean(loss, weight, chosen)[0]
+        return loss.mean() if weight is None and chosen is None else _row_mean(loss, weight, chosen)[0]
     return class_mean(loss[0], reduction, weight=weight, present=None if chosen is None else chosen[0], weight_norm="sum")
 
 
 def _row_mean(loss: Tensor, weight: Tensor | None, chosen: Tensor | None) -> Tensor:
     """Weighted mean over the chosen classes of each row of ``(R, C)``; 0 for a row with none chosen."""
+    if weight is None and chosen is None:
+        return loss.mean(-1)
     w = torch.ones_like(loss) if weight is None else torch.as_tensor(weight, dtype=loss.dtype, device=loss.device).expand_as(loss)
     if chosen is not None:
         w = w * chosen.to(loss.dtype)

@@ -65,16 +65,19 @@ def _index_setup(name: str, input: Tensor, target: Tensor, ignore_index: int) ->
     """Validated target with ignored positions replaced by class 0, and the 0/1 mask of kept positions."""
     _check_index_target(name, input, target)
     keep = target != ignore_index
-    return torch.where(keep, target, torch.zeros_like(target)), keep
+    return target.where(keep, 0), keep
 
 
 def _index_reduce(
     loss: Tensor, target: Tensor, keep: Tensor, weight: Tensor | None, reduction: str
 ) -> Tensor:
-    w = keep.to(loss.dtype)
-    if weight is not None:
-        w = w * weight.to(loss.dtype)[target]
-    return reduce(loss, reduction, w)
+    if weight is None:  # the mean over kept positions (0 if none), as reduce(loss, reduction, keep) gives it
+        check_reduction(reduction)
+        kept = loss.where(keep, 0)
+        if reduction == "mean":
+            return kept.sum() / keep.sum().clamp_min(1)
+        return kept.sum() if reduction == "sum" else kept
+    return reduce(loss, reduction, keep.to(loss.dtype) * weight.to(loss.dtype)[target])
 
 
 def _gather(t: Tensor, target: Tensor) -> Tensor:
@@ -276,7 +279,7 @@ def softmax_mse(
     of Janocha & Czarnecki 2017). Bounded, so a mislabelled example has bounded influence."""
     target, keep = _index_setup("softmax_mse", input, target, ignore_index)
     p = F.softmax(as_float(input), dim=1)
-    squared_error = p.square().sum(dim=1) - 2.0 * _gather(p, target) + 1.0  # sum_c (p_c - y_c)^2, y one-hot
+    squared_error = torch.add(p.square().sum(dim=1), _gather(p, target), alpha=-2.0) + 1.0  # sum_c (p_c - y_c)^2, y one-hot
     return _index_reduce(squared_error, target, keep, weight, reduction)
 
 
@@ -305,7 +308,7 @@ def generalized_ce(
     ``1 - p_y`` (MAE-like). Default ``q = 0.7``, the paper's choice for noisy labels."""
     target, keep = _index_setup("generalized_ce", input, target, ignore_index)
     logp_y = _gather(_log_probs(input, from_logits=True), target)
-    return _index_reduce(-torch.expm1(q * logp_y) / q, target, keep, weight, reduction)
+    return _index_reduce(torch.expm1(q * logp_y) / -q, target, keep, weight, reduction)  # = -expm1 / q, bitwise
 
 
 @register("symmetric_ce", aliases=("sce",), constraints={"alpha": non_negative(), "beta": non_negative()}, **dict(_INDEX, tasks=("multiclass",)))

@@ -48,8 +48,25 @@ _REGION = {
 }
 
 
-def _ratio(num: Tensor, den: Tensor) -> Tensor:
-    return num / den.clamp_min(torch.finfo(num.dtype).tiny)
+def _ratio(num: Tensor, den: Tensor, floor: bool = True) -> Tensor:
+    """``num / den``, ``den`` floored at the dtype's tiny when ``floor`` (callers pass ``False`` where ``den >=
+    smooth_dr > 0``: non-negative probabilities; the floor then costs two kernels per call on a GPU for nothing)."""
+    return num / den.clamp_min(torch.finfo(num.dtype).tiny) if floor else num / den
+
+
+def _floored(dr: float, from_logits: bool) -> bool:
+    """Whether a score's denominator needs the floor: ``smooth_dr`` is 0, or the input is taken as given
+    probabilities (which the loss does not check to be non-negative)."""
+    return dr <= 0 or not from_logits
+
+
+def _weighted_sum(*terms: tuple[float, Tensor]) -> Tensor:
+    """``sum(w * t)`` over ``(w, t)`` pairs, a weight of 1 not multiplied (bitwise the same, fewer kernels)."""
+    parts = [t if w == 1 else w * t for w, t in terms]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def _smoothing(smooth: float, smooth_nr: float | None, smooth_dr: float | None) -> tuple[float, float]:
@@ -125,7 +142,7 @@ def dice(
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
 
     def score(inter: Tensor, psum: Tensor, gsum: Tensor) -> Tensor:
-        s = _ratio(2.0 * inter + nr, psum + gsum + dr)
+        s = _ratio(2.0 * inter + nr, psum + gsum + dr, _floored(dr, from_logits))
         return -torch.log(s.clamp_min(1e-7)) if log else 1.0 - s
 
     return _region(
@@ -162,7 +179,7 @@ def jaccard(
     """
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
     return _region(
-        "jaccard", input, target, lambda i, p, g: 1.0 - _ratio(i + nr, p + g - i + dr), mode=mode,
+        "jaccard", input, target, lambda i, p, g: 1.0 - _ratio(i + nr, p + g - i + dr, _floored(dr, from_logits)), mode=mode,
         from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
         weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
         reduction=reduction, squared=squared,
@@ -172,10 +189,10 @@ def jaccard(
 _TV = {**_REGION, "alpha": non_negative(), "beta": non_negative()}
 
 
-def _tversky_score(alpha: float, beta: float, nr: float, dr: float):
+def _tversky_score(alpha: float, beta: float, nr: float, dr: float, from_logits: bool):
     def score(inter: Tensor, psum: Tensor, gsum: Tensor) -> Tensor:
         fp, fn = psum - inter, gsum - inter
-        return _ratio(inter + nr, inter + alpha * fp + beta * fn + dr)
+        return _ratio(inter + nr, inter + alpha * fp + beta * fn + dr, _floored(dr, from_logits))
 
     return score
 
@@ -209,7 +226,7 @@ def tversky(
     """
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
     return _region(
-        "tversky", input, target, lambda i, p, g: 1.0 - _tversky_score(alpha, beta, nr, dr)(i, p, g), mode=mode,
+        "tversky", input, target, lambda i, p, g: 1.0 - _tversky_score(alpha, beta, nr, dr, from_logits)(i, p, g), mode=mode,
         from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
         weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
         reduction=reduction,
@@ -246,7 +263,7 @@ def focal_tversky(
     one class (binary mode). MONAI has no focal Tversky loss (its ``AsymmetricFocalTverskyLoss`` is another function).
     """
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
-    ti = _tversky_score(alpha, beta, nr, dr)
+    ti = _tversky_score(alpha, beta, nr, dr, from_logits)
     return _region(
         "focal_tversky", input, target, lambda i, p, g: (1.0 - ti(i, p, g)).clamp_min(1e-7) ** gamma, mode=mode,
         from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
@@ -303,10 +320,10 @@ def _generalized_dice(m: Masks, per_image: bool, weight_type: str, nr: float, dr
     if weight_type == "uniform":
         w = torch.ones_like(gsum)
     else:
-        w = 1.0 / (gsum * gsum if weight_type == "square" else gsum)
-        infinite = torch.isinf(w)
-        w = torch.where(infinite, torch.zeros_like(w), w)
-        w = w + infinite * w.amax(dim=-1, keepdim=True)
+        w = torch.reciprocal(gsum * gsum if weight_type == "square" else gsum)
+        infinite = torch.isinf(w)  # an absent class: the largest finite weight
+        w = w.masked_fill(infinite, 0.0)
+        w = torch.where(infinite, w.amax(dim=-1, keepdim=True), w)
     return 1.0 - (2.0 * (w * inter).sum(-1, keepdim=True) + nr) / ((w * (psum + gsum)).sum(-1, keepdim=True) + dr)
 
 
@@ -381,7 +398,7 @@ def dice_bce(
         x, t, from_logits=from_logits, pos_weight=pos_weight, label_smoothing=label_smoothing,
         weight=_channel_weight(weight, x), ignore_index=ignore_index,
     )
-    return dice_weight * d + bce_weight * b
+    return _weighted_sum((dice_weight, d), (bce_weight, b))
 
 
 @register(
@@ -428,7 +445,7 @@ def dice_ce(
         input, target, from_logits=from_logits, weight=None if weight is None else torch.as_tensor(weight),
         label_smoothing=label_smoothing, ignore_index=ignore_index,
     )
-    return dice_weight * d + ce_weight * c
+    return _weighted_sum((dice_weight, d), (ce_weight, c))
 
 
 @register(
@@ -486,7 +503,7 @@ def dice_focal(
     else:
         x, t = _sigmoid_layout("dice_focal", input, target, mode)
         f = focal(x, t, alpha=alpha, gamma=gamma, from_logits=from_logits, weight=_channel_weight(weight, x), ignore_index=ignore_index)
-    return dice_weight * d + focal_weight * f
+    return _weighted_sum((dice_weight, d), (focal_weight, f))
 
 
 
@@ -557,7 +574,7 @@ def dice_topk(
         per_image=per_image, include_background=include_background, average=average, weight=weight,
         weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
     )
-    return dice_weight * d + topk_weight * topk_ce(input, target, k=k, weight=weight, ignore_index=ignore_index)
+    return _weighted_sum((dice_weight, d), (topk_weight, topk_ce(input, target, k=k, weight=weight, ignore_index=ignore_index)))
 
 
 @register("mcc", aliases=("mcc_loss",), constraints={"eps": non_negative()}, **dict(_SEG, target="binary"))
