@@ -65,6 +65,16 @@ def test_runs_of_another_task_in_the_experiment_are_not_counted_as_failed(make_c
     assert list(table["loss"]) == ["mae"] and list(table["failed"]) == [0] and list(table["n"]) == [1]
 
 
+def test_reproduce_defaults_to_exact_on_cpu_1e5_for_stacked_runs_and_warns_for_cuda_runs():
+    assert reproduce.default_tolerance({}, {"device": "cpu"}) == (0.0, "")
+    tolerance, note = reproduce.default_tolerance({"vectorize.members": "16"}, {"device": "cpu"})
+    assert tolerance == 1e-5 and "stack of 16 runs" in note and "CUDA" not in note
+    tolerance, note = reproduce.default_tolerance({}, {"device": "cuda:0"})
+    assert tolerance == 0.0 and "trained on CUDA" in note and "--tolerance" in note
+    tolerance, note = reproduce.default_tolerance({"vectorize.members": "4"}, {"device": "cuda:0"})
+    assert tolerance == 1e-5 and "stack of 4 runs" in note and "; it was trained on CUDA" in note
+
+
 def test_reproduce_matches_exactly_and_detects_a_difference(make_cfg, store, capsys):
     original = execute(make_cfg("loss=huber", "model=mlp", "trainer.epochs=5", "seed=2"))
     assert reproduce.main([original.run_id, "--tracking-uri", store]) == 0
