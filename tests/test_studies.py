@@ -16,7 +16,7 @@ from harness.run import variant_of
 STUDIES = {"robust_regression": 450, "robust_regression_contamination": 150, "imbalanced_binary": 270, "mnist_losses": 66, "segmentation_losses": 80, "long_tail": 30, "mnist_noise_long": 15}
 
 
-SAMPLED = {"robust_regression_lr": (1800, 9), "imbalanced_binary_lr": (1080, 7)}  # large studies: every 9th (7th) job (each arm, rate and condition appears)
+SAMPLED = {"robust_regression_lr": (1800, 9), "imbalanced_binary_lr": (1080, 13)}  # large studies: every 9th (13th) job (each arm, rate and condition appears)
 
 
 @pytest.mark.parametrize("study, jobs", [*STUDIES.items(), *((s, n) for s, (n, _) in SAMPLED.items())])
