@@ -641,13 +641,19 @@ def train_members(cfgs: list, stacked: bool) -> tuple[list[dict[str, Any]], floa
 
 
 def largest_difference(alone: list[dict[str, Any]], stacked: list[dict[str, Any]]) -> float:
-    """The largest relative difference ``|a - s| / max(|a|, 1e-12)`` over every per-epoch value of the paired runs."""
+    """The largest relative difference ``|a - s| / max(|a|, 1e-12)`` over every per-epoch value of the paired runs;
+    infinite where one is NaN and the other not, or their histories differ in length."""
     worst = 0.0
     for a, s in zip(alone, stacked):
+        if len(a["history"]) != len(s["history"]):
+            return math.inf
         for row_a, row_s in zip(a["history"], s["history"]):
             for key, value in row_a.items():
-                other = row_s.get(key, float("nan"))
-                worst = max(worst, abs(value - other) / max(abs(value), 1e-12)) if math.isfinite(other) else math.inf
+                other = row_s.get(key, math.nan)
+                if math.isnan(value) and math.isnan(other):
+                    continue
+                gap = abs(value - other) / max(abs(value), 1e-12)
+                worst = math.inf if math.isnan(gap) else max(worst, gap)  # max() would skip a NaN
     return worst
 
 
@@ -716,6 +722,9 @@ def cuda_test_files() -> list[str]:
 
 
 def section_pytest(check: Check) -> None:
+    if not cuda_test_files():  # pytest given no paths would collect the whole tests/ folder
+        check.add("pytest", "pytest -m cuda tests/", "no test module holds a cuda-marked test", "some exist", FAIL)
+        return
     runs = [
         ("pytest -m cuda tests/", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", *cuda_test_files()]),
     ]

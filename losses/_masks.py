@@ -36,8 +36,8 @@ WEIGHT_NORM = one_of(*WEIGHT_NORMS)
 
 @dataclass(frozen=True)
 class Masks:
-    """Flattened ``(N, C, S)`` tensors of one call: ``p`` probabilities, ``g`` target (one-hot for multiclass index
-    targets), ``x`` the input as given; ``p`` and ``g`` are zero at ignored pixels, where ``valid`` (broadcastable
+    """Flattened ``(N, C, S)`` tensors of one call: ``p`` probabilities (the input itself with ``from_logits=False``),
+    ``g`` target (one-hot for multiclass index targets), ``x`` the input as given; ``p`` and ``g`` are zero at ignored pixels, where ``valid`` (broadcastable
     to ``(N, C, S)``, or ``None`` without ``ignore_index``) is zero. ``spatial``: the pixel grid ``S`` flattens."""
 
     mode: str
@@ -130,7 +130,7 @@ def masks(
     if index:  # one-hot by one scatter, already zero at ignored pixels (class 0 gets `valid`, 0 there)
         valid = None if valid is None else valid.to(x.dtype).reshape(n, 1, -1)
         ones = torch.ones((), dtype=x.dtype, device=x.device).expand(n, 1, target[0].numel()) if valid is None else valid
-        g = torch.zeros_like(x).reshape(n, c, -1).scatter_(1, target.reshape(n, 1, -1).long(), ones)
+        g = torch.zeros_like(x).reshape(n, c, -1).scatter(1, target.reshape(n, 1, -1).long(), ones)  # out of place: vmap batches it
     else:
         g = target.to(x.dtype).reshape(n, c, -1)
         if valid is not None:

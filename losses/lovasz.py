@@ -82,14 +82,14 @@ def lovasz(
     if per_image:
         return reduce(_row_mean(loss, weight, chosen), reduction)  # one value per image
     if reduction == "mean":
-        return loss.mean() if weight is None and chosen is None else _row_mean(loss, weight, chosen)[0]
+        return loss.sum() / loss.shape[-1] if weight is None and chosen is None else _row_mean(loss, weight, chosen)[0]
     return class_mean(loss[0], reduction, weight=weight, present=None if chosen is None else chosen[0], weight_norm="sum")
 
 
 def _row_mean(loss: Tensor, weight: Tensor | None, chosen: Tensor | None) -> Tensor:
     """Weighted mean over the chosen classes of each row of ``(R, C)``; 0 for a row with none chosen."""
     if weight is None and chosen is None:
-        return loss.mean(-1)
+        return loss.sum(-1) / loss.shape[-1]  # a division, as the weighted form (CUDA's mean multiplies by 1/C)
     w = torch.ones_like(loss) if weight is None else torch.as_tensor(weight, dtype=loss.dtype, device=loss.device).expand_as(loss)
     if chosen is not None:
         w = w * chosen.to(loss.dtype)

@@ -71,13 +71,15 @@ def _index_setup(name: str, input: Tensor, target: Tensor, ignore_index: int) ->
 def _index_reduce(
     loss: Tensor, target: Tensor, keep: Tensor, weight: Tensor | None, reduction: str
 ) -> Tensor:
-    if weight is None:  # the mean over kept positions (0 if none), as reduce(loss, reduction, keep) gives it
+    """Reduce per-position losses over the kept positions: ignored ones count for nothing, even where their loss is
+    not finite (as ``F.cross_entropy``); ``mean`` is 0 when none is kept, and weighted by ``weight[target]`` if given."""
+    kept = loss.where(keep, 0)
+    if weight is None:  # a count, not a float mask: two kernels fewer per call on a GPU
         check_reduction(reduction)
-        kept = loss.where(keep, 0)
         if reduction == "mean":
             return kept.sum() / keep.sum().clamp_min(1)
         return kept.sum() if reduction == "sum" else kept
-    return reduce(loss, reduction, keep.to(loss.dtype) * weight.to(loss.dtype)[target])
+    return reduce(kept, reduction, keep.to(loss.dtype) * weight.to(loss.dtype)[target])
 
 
 def _gather(t: Tensor, target: Tensor) -> Tensor:

@@ -54,10 +54,11 @@ def _ratio(num: Tensor, den: Tensor, floor: bool = True) -> Tensor:
     return num / den.clamp_min(torch.finfo(num.dtype).tiny) if floor else num / den
 
 
-def _floored(dr: float, from_logits: bool) -> bool:
-    """Whether a score's denominator needs the floor: ``smooth_dr`` is 0, or the input is taken as given
-    probabilities (which the loss does not check to be non-negative)."""
-    return dr <= 0 or not from_logits
+def _floored(dr: float, from_logits: bool, weight: Tensor | None, average: str) -> bool:
+    """Whether a score's denominator needs the floor: unless ``smooth_dr`` is at least float32's smallest normal
+    number and every count is non-negative, which needs probabilities the loss computes (``from_logits``) and no class
+    weights pooled into the counts (``average='micro'`` with ``weight``: weights are not checked to be non-negative)."""
+    return dr < torch.finfo(torch.float32).tiny or not from_logits or (weight is not None and average == "micro")
 
 
 def _weighted_sum(*terms: tuple[float, Tensor]) -> Tensor:
@@ -142,7 +143,7 @@ def dice(
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
 
     def score(inter: Tensor, psum: Tensor, gsum: Tensor) -> Tensor:
-        s = _ratio(2.0 * inter + nr, psum + gsum + dr, _floored(dr, from_logits))
+        s = _ratio(2.0 * inter + nr, psum + gsum + dr, _floored(dr, from_logits, weight, average))
         return -torch.log(s.clamp_min(1e-7)) if log else 1.0 - s
 
     return _region(
@@ -179,7 +180,7 @@ def jaccard(
     """
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
     return _region(
-        "jaccard", input, target, lambda i, p, g: 1.0 - _ratio(i + nr, p + g - i + dr, _floored(dr, from_logits)), mode=mode,
+        "jaccard", input, target, lambda i, p, g: 1.0 - _ratio(i + nr, p + g - i + dr, _floored(dr, from_logits, weight, average)), mode=mode,
         from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
         weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
         reduction=reduction, squared=squared,
@@ -189,10 +190,10 @@ def jaccard(
 _TV = {**_REGION, "alpha": non_negative(), "beta": non_negative()}
 
 
-def _tversky_score(alpha: float, beta: float, nr: float, dr: float, from_logits: bool):
+def _tversky_score(alpha: float, beta: float, nr: float, dr: float, floor: bool):
     def score(inter: Tensor, psum: Tensor, gsum: Tensor) -> Tensor:
         fp, fn = psum - inter, gsum - inter
-        return _ratio(inter + nr, inter + alpha * fp + beta * fn + dr, _floored(dr, from_logits))
+        return _ratio(inter + nr, inter + alpha * fp + beta * fn + dr, floor)
 
     return score
 
@@ -226,7 +227,7 @@ def tversky(
     """
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
     return _region(
-        "tversky", input, target, lambda i, p, g: 1.0 - _tversky_score(alpha, beta, nr, dr, from_logits)(i, p, g), mode=mode,
+        "tversky", input, target, lambda i, p, g: 1.0 - _tversky_score(alpha, beta, nr, dr, _floored(dr, from_logits, weight, average))(i, p, g), mode=mode,
         from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,
         weight=weight, weight_norm=weight_norm, ignore_index=ignore_index, check_target=check_target,
         reduction=reduction,
@@ -263,7 +264,7 @@ def focal_tversky(
     one class (binary mode). MONAI has no focal Tversky loss (its ``AsymmetricFocalTverskyLoss`` is another function).
     """
     nr, dr = _smoothing(smooth, smooth_nr, smooth_dr)
-    ti = _tversky_score(alpha, beta, nr, dr, from_logits)
+    ti = _tversky_score(alpha, beta, nr, dr, _floored(dr, from_logits, weight, average))
     return _region(
         "focal_tversky", input, target, lambda i, p, g: (1.0 - ti(i, p, g)).clamp_min(1e-7) ** gamma, mode=mode,
         from_logits=from_logits, per_image=per_image, include_background=include_background, average=average,

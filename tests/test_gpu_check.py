@@ -71,6 +71,16 @@ def test_cpu_dry_run_of_stacked_training_pairs_each_member_with_its_run_alone(tm
         assert float(result.split("relative difference ")[1].split(";")[0]) < 1e-5
 
 
+def test_the_largest_difference_of_paired_histories_sees_nan_and_missing_epochs():
+    run = lambda *values: {"history": [{"val/rmse": v} for v in values]}  # noqa: E731
+    assert gpu.largest_difference([run(2.0, 1.0)], [run(2.0, 1.001)]) == pytest.approx(1e-3)
+    assert gpu.largest_difference([run(2.0, 1.0)], [run(2.0, float("nan"))]) == float("inf")
+    assert gpu.largest_difference([run(float("nan"))], [run(1.0)]) == float("inf")
+    assert gpu.largest_difference([run(float("nan"))], [run(float("nan"))]) == 0.0
+    assert gpu.largest_difference([run(2.0, 1.0)], [run(2.0)]) == float("inf")
+    assert gpu.cuda_test_files() and all(f.startswith("tests/test_") for f in gpu.cuda_test_files())
+
+
 def test_a_failing_case_gives_a_failed_row_and_a_non_zero_exit(tmp_path):
     out = tmp_path / "gpu.md"
     proc = run_check("--device", "cpu", "--only", "e2e", "--cases", "outliers/mse", "--inject-failure", "--out", str(out))

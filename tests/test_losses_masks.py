@@ -336,3 +336,29 @@ def test_compounds_take_probabilities():
     torch.testing.assert_close(
         S.dice_focal(pb, yb, from_logits=False), S.dice(pb, yb, from_logits=False) + B.focal(pb, yb, alpha=None, from_logits=False)
     )
+
+
+@pytest.mark.parametrize("name", ["softmax_mse", "softmax_mae", "generalized_ce", "symmetric_ce", "categorical_focal", "poly1"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ignored_positions_count_for_nothing_even_with_non_finite_logits(name, weighted):
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(12, 4, generator=g), torch.randint(0, 4, (12,), generator=g)
+    y[:3] = -100
+    broken = x.clone()
+    broken[:3] = float("nan")  # as F.cross_entropy: an ignored position's logits never reach the result
+    kwargs = {"weight": torch.tensor([1.0, 2.0, 0.5, 3.0])} if weighted else {}
+    for reduction in ("mean", "sum", "none"):
+        clean = losses.get(name, reduction=reduction, **kwargs)(x, y)
+        assert torch.equal(losses.get(name, reduction=reduction, **kwargs)(broken, y), clean), reduction
+    kept = losses.get(name, reduction="none", **kwargs)(x[3:], y[3:])
+    if not weighted:
+        assert torch.allclose(losses.get(name, **kwargs)(broken, y), kept.mean())
+
+
+@pytest.mark.parametrize("name", ["dice", "jaccard", "tversky"])
+def test_a_denormal_smooth_dr_keeps_the_denominator_floor(name):
+    x = torch.full((1, 1, 4, 4), -200.0)  # sigmoid underflows to 0: P = G = I = 0, the denominator is smooth_dr alone
+    t = torch.zeros(1, 1, 4, 4)
+    value = losses.get(name, smooth_nr=1.0, smooth_dr=1e-40)(x, t)  # 1 / 1e-40 overflows float32 without the floor
+    tiny = torch.finfo(torch.float32).tiny
+    assert torch.isfinite(value) and value.item() == pytest.approx(1.0 - 1.0 / tiny)
