@@ -123,7 +123,8 @@ def test_every_task_that_knows_groups_logs_them(make_cfg, tmp_path, data, groups
         if masks[groups[0]].any():
             assert all(0 < v < 1 for v in s.values())
         else:  # no label flipped (label_noise=0): the clean examples get all of it
-            assert s == {"grad_share/flipped": 0.0, "grad_share/clean": 1.0}
+            # the group's sum and the total add the same gradients in different orders: equal to float32 rounding
+            assert s["grad_share/flipped"] == 0.0 and s["grad_share/clean"] == pytest.approx(1.0, rel=1e-6)
 
 
 def test_data_without_groups_is_refused_before_any_run(make_cfg, tmp_path):
