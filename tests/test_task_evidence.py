@@ -23,8 +23,9 @@ def test_mnist_subset_cnn_ce_reaches_95_percent(make_cfg, tmp_path):
 
 @pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(), reason=f"apt-get install dataset-fashion-mnist ({FASHION})")
 def test_full_fashion_mnist_cnn_ce_reaches_89_percent(make_cfg, tmp_path):
-    result = execute(make_cfg("data=fashion_mnist", f"data.root={tmp_path}", "data.download=false"))
-    assert len(result.history) == 10
+    # 3 of the preset's 10 epochs (measured 0.900; 10 epochs reach 0.922 in 3x the time)
+    result = execute(make_cfg("data=fashion_mnist", f"data.root={tmp_path}", "data.download=false", "trainer.epochs=3"))
+    assert len(result.history) == 3
     assert result.test["accuracy"] >= 0.89
 
 
