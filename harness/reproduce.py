@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg.tracking.run_name = f"{original.info.run_name}-repro"
     cfg.trainer.progress = False
 
+    threads = original.data.tags.get("torch.threads")
+    if threads and not cfg.trainer.get("threads") and not original.data.params.get("device", "").startswith("cuda"):
+        import torch
+
+        cfg.trainer.threads = int(threads)  # CPU kernels split their sums by thread: the same count, the same digits
+        if int(threads) != torch.get_num_threads():
+            print(f"note: {args.run_id} ran on {threads} CPU threads (this machine's default: {torch.get_num_threads()}); "
+                  f"it is re-run on {threads}", file=sys.stderr)
     default, note = default_tolerance(original.data.tags, original.data.params)
     if args.tolerance is None:
         args.tolerance = default

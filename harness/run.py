@@ -109,6 +109,7 @@ def run_tags(cfg: DictConfig, task: str) -> dict[str, str]:
         "variant": variant_of(cfg),
         **source_version(),
         **library_versions(),
+        "torch.threads": str(torch.get_num_threads()),  # CPU results can differ in the last digits with the count
     }
 
 

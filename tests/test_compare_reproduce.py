@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from harness import compare, reproduce
@@ -86,6 +87,28 @@ def test_reproduce_matches_exactly_and_detects_a_difference(make_cfg, store, cap
     client.log_metric(original.run_id, "test/rmse", original.test["rmse"] + 0.01, step=5)  # tamper with the record
     assert reproduce.main([original.run_id, "--tracking-uri", store]) == 1
     assert "DIFFERS" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs 2 or more CPU threads")
+def test_reproduce_re_runs_on_the_originals_cpu_thread_count(make_cfg, store, capsys):
+    """This MLP's test RMSE differs in the 10th digit between 1 and 2 threads (its sums split by thread)."""
+    default = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        original = execute(make_cfg("loss=huber", "model=mlp", "trainer.epochs=5", "seed=2"))
+        torch.set_num_threads(default)
+        client = MlflowClient(tracking_uri=store)
+        assert client.get_run(original.run_id).data.tags["torch.threads"] == "1"
+        assert reproduce.main([original.run_id, "--tracking-uri", store]) == 0
+        captured = capsys.readouterr()
+        assert f"note: {original.run_id} ran on 1 CPU threads (this machine's default: {default}); it is re-run on 1" in captured.err
+        assert "all test metrics match" in captured.out
+        torch.set_num_threads(default)
+        client.set_tag(original.run_id, "torch.threads", str(default))  # as if it had run on this machine's default
+        assert reproduce.main([original.run_id, "--tracking-uri", store]) == 1
+        assert "test/rmse" in (out := capsys.readouterr().out) and "DIFFERS" in out
+    finally:
+        torch.set_num_threads(default)
 
 
 def test_select_tunes_a_setting_per_arm_and_condition_on_validation(make_cfg, store, tmp_path, capsys):
