@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 STACKED_TOLERANCE = 1e-5  # tests/test_vectorize.py holds stacked runs to it
 
@@ -40,6 +40,24 @@ def default_tolerance(tags: dict[str, str], params: dict[str, str]) -> tuple[flo
                      "stacked against alone): pass --tolerance (the GPU check holds fp32 runs to 1e-3 relative on "
                      "RMSE, 0.01 on PR-AUC and 0.02 on accuracy and mIoU)")
     return tolerance, "; it ".join(notes)
+
+
+def _same_cpu_setting(cfg: DictConfig, run_id: str, threads: str | None) -> None:
+    """Re-run a CPU run on the CPU (not on a GPU that ``trainer.device=auto`` would find) and on the run's thread
+    count (``torch.threads``), unless its config names one: CPU kernels split their sums by thread."""
+    import torch
+
+    cfg.trainer.device = "cpu"
+    if cfg.trainer.get("threads"):
+        return
+    if threads is None or not threads.isdigit():
+        print(f"note: {run_id} did not record its CPU thread count (runs before torch.threads was tagged); it is re-run "
+              f"on this machine's {torch.get_num_threads()}, and its last digits can differ on another count", file=sys.stderr)
+        return
+    cfg.trainer.threads = int(threads)
+    if int(threads) != torch.get_num_threads():
+        print(f"note: {run_id} ran on {threads} CPU threads (this machine's default: {torch.get_num_threads()}); it is "
+              f"re-run on {threads}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,14 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.tracking.run_name = f"{original.info.run_name}-repro"
     cfg.trainer.progress = False
 
-    threads = original.data.tags.get("torch.threads")
-    if threads and not cfg.trainer.get("threads") and not original.data.params.get("device", "").startswith("cuda"):
-        import torch
-
-        cfg.trainer.threads = int(threads)  # CPU kernels split their sums by thread: the same count, the same digits
-        if int(threads) != torch.get_num_threads():
-            print(f"note: {args.run_id} ran on {threads} CPU threads (this machine's default: {torch.get_num_threads()}); "
-                  f"it is re-run on {threads}", file=sys.stderr)
+    if original.data.params.get("device") == "cpu":
+        _same_cpu_setting(cfg, args.run_id, original.data.tags.get("torch.threads"))
     default, note = default_tolerance(original.data.tags, original.data.params)
     if args.tolerance is None:
         args.tolerance = default
