@@ -42,22 +42,22 @@ def default_tolerance(tags: dict[str, str], params: dict[str, str]) -> tuple[flo
     return tolerance, "; it ".join(notes)
 
 
-def _same_cpu_setting(cfg: DictConfig, run_id: str, threads: str | None) -> None:
-    """Re-run a CPU run on the CPU (not on a GPU that ``trainer.device=auto`` would find) and on the run's thread
-    count (``torch.threads``), unless its config names one: CPU kernels split their sums by thread."""
+def same_cpu_setting(cfg: DictConfig, threads: str | None) -> str:
+    """Set ``cfg`` to re-run a CPU run on the CPU (not on a GPU that ``trainer.device=auto`` would find) and on the
+    run's thread count (tag ``torch.threads``), unless its config names one: CPU kernels split their sums by thread.
+    Returns a note saying what was changed or is unknown (empty when nothing is)."""
     import torch
 
     cfg.trainer.device = "cpu"
     if cfg.trainer.get("threads"):
-        return
+        return ""
     if threads is None or not threads.isdigit():
-        print(f"note: {run_id} did not record its CPU thread count (runs before torch.threads was tagged); it is re-run "
-              f"on this machine's {torch.get_num_threads()}, and its last digits can differ on another count", file=sys.stderr)
-        return
+        return (f"did not record its CPU thread count (runs before torch.threads was tagged); it is re-run on this "
+                f"machine's {torch.get_num_threads()}, and its last digits can differ on another count")
     cfg.trainer.threads = int(threads)
-    if int(threads) != torch.get_num_threads():
-        print(f"note: {run_id} ran on {threads} CPU threads (this machine's default: {torch.get_num_threads()}); it is "
-              f"re-run on {threads}", file=sys.stderr)
+    if int(threads) == torch.get_num_threads():
+        return ""
+    return f"ran on {threads} CPU threads (this machine's default: {torch.get_num_threads()}); it is re-run on {threads}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg.tracking.run_name = f"{original.info.run_name}-repro"
     cfg.trainer.progress = False
 
-    if original.data.params.get("device") == "cpu":
-        _same_cpu_setting(cfg, args.run_id, original.data.tags.get("torch.threads"))
-    default, note = default_tolerance(original.data.tags, original.data.params)
+    on_cpu = original.data.params.get("device") == "cpu"
+    cpu_note = same_cpu_setting(cfg, original.data.tags.get("torch.threads")) if on_cpu else ""
+    default, tolerance_note = default_tolerance(original.data.tags, original.data.params)
     if args.tolerance is None:
         args.tolerance = default
-    if note:
-        print(f"note: {args.run_id} {note}", file=sys.stderr)
+    for note in (cpu_note, tolerance_note):
+        if note:
+            print(f"note: {args.run_id} {note}", file=sys.stderr)
     for key, now in {**source_version(), **library_versions()}.items():
         then = original.data.tags.get(key)
         if then is not None and then != now:

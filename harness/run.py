@@ -244,15 +244,20 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
 
     Raises :class:`ConfigError` before any data is built; :class:`DataError`, a :class:`ConfigError` that only the
     data, model or loss can tell, or :class:`TrackingError` before the store is touched or any run is created;
-    errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate.
+    errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate. The caller's torch
+    thread count is restored (``trainer.threads`` sets it for the run only).
     """
-    p = prepare(cfg)
-    o = start(p, parent_run_id)
-    started = time.perf_counter()
-    with interrupts(), marks_status(o.run):
-        best = log_setup(o.run, p)
-        history = fit(p.model, p.criterion, p.data, cfg, on_epoch=lambda epoch, m: o.run.log_metrics(m, step=epoch), best=best)
-        return finish(o, p, history, best, time.perf_counter() - started)
+    threads = torch.get_num_threads()
+    try:
+        p = prepare(cfg)
+        o = start(p, parent_run_id)
+        started = time.perf_counter()
+        with interrupts(), marks_status(o.run):
+            best = log_setup(o.run, p)
+            history = fit(p.model, p.criterion, p.data, cfg, on_epoch=lambda epoch, m: o.run.log_metrics(m, step=epoch), best=best)
+            return finish(o, p, history, best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def best_metrics(model: torch.nn.Module, best: BestEpoch | None, task: tasks.Task, data: DataBundle, host: DataBundle) -> dict[str, float]:
