@@ -114,19 +114,23 @@ def load_runs(experiment: str, tracking_uri: str | None, parent: str | None) -> 
 
 
 def where(runs: pd.DataFrame, conditions: str | None) -> pd.DataFrame:
-    """The runs whose tag or param ``KEY`` equals ``VALUE`` for every ``KEY=VALUE`` of the comma-separated
-    ``conditions`` (values compared as text, then as numbers: ``0.30`` matches ``0.3``)."""
+    """The runs whose tag or param ``KEY`` equals ``VALUE`` (or one of ``V1|V2|...``) for every ``KEY=VALUE`` of the
+    comma-separated ``conditions`` (values compared as text, then as numbers: ``0.30`` matches ``0.3``)."""
     for item in _keys(conditions):
-        key, sep, value = item.partition("=")
+        key, sep, values = item.partition("=")
         if not sep:
             raise SystemExit(f"error: --where takes KEY=VALUE, got '{item}'")
         col = column(runs, key.strip())
         text = runs[col].astype(str)
-        keep = text == value.strip()
-        with contextlib.suppress(ValueError):
-            keep |= pd.to_numeric(runs[col], errors="coerce") == float(value)
-        if not keep.any():
-            raise SystemExit(f"error: no run has {key.strip()}={value.strip()}; values: {sorted(text.unique())}")
+        numbers = pd.to_numeric(runs[col], errors="coerce")
+        keep = pd.Series(False, index=runs.index)
+        for value in (v.strip() for v in values.split("|")):
+            match = text == value
+            with contextlib.suppress(ValueError):
+                match |= numbers == float(value)
+            if not match.any():
+                raise SystemExit(f"error: no run has {key.strip()}={value}; values: {sorted(text.unique())}")
+            keep |= match
         runs = runs[keep]
     return runs.reset_index(drop=True)
 
@@ -683,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", default=None, help="only the runs of this sweep (parent run id)")
     parser.add_argument("--where", default=None,
                         help="only the runs whose tags or params have these values, e.g. data.outlier_fraction=0.3 "
-                             "(comma-separated KEY=VALUE): paired statistics within one condition")
+                             "(comma-separated KEY=VALUE; KEY=A|B keeps either): paired statistics within one "
+                             "condition, or a subset of the arms")
     parser.add_argument("--select", default=None,
                         help="a config key to tune per arm on validation (e.g. optim.lr): each arm (and condition of "
                              "--columns) keeps only the runs of its best value of --select-on; writes selected.md")

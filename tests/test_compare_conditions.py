@@ -52,3 +52,10 @@ def test_where_keeps_one_condition_for_paired_statistics(make_cfg, store, tmp_pa
     assert sorted(table["n"]) == [3, 3]  # 3 seeds per arm: only the runs at 0.3 (0.30 matches 0.3 as a number)
     with pytest.raises(SystemExit, match=r"no run has data.outlier_fraction=0.5; values: \['0.0', '0.3'\]"):
         compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "data.outlier_fraction=0.5"])
+    # alternatives: both fractions of huber only (6 runs, one arm per fraction with --by)
+    assert compare_main(["--experiment", "where", "--tracking-uri", store, "--by", "loss,data.outlier_fraction",
+                         "--metric", "test/rmse", "--where", "data.outlier_fraction=0.0|0.3,loss=huber", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert sorted(table["n"]) == [3, 3] and len(table) == 2 and set(table.iloc[:, 0].str.startswith("huber")) == {True}
+    with pytest.raises(SystemExit, match=r"no run has loss=hubr; values: \['huber', 'mse'\]"):
+        compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "loss=huber|hubr"])
