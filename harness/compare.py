@@ -687,8 +687,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", default=None, help="only the runs of this sweep (parent run id)")
     parser.add_argument("--where", default=None,
                         help="only the runs whose tags or params have these values, e.g. data.outlier_fraction=0.3 "
-                             "(comma-separated KEY=VALUE; KEY=A|B keeps either): paired statistics within one "
-                             "condition, or a subset of the arms")
+                             "(comma-separated KEY=VALUE; \"KEY=A|B\", quoted for the shell, keeps either): paired "
+                             "statistics within one condition, or a subset of the arms")
     parser.add_argument("--select", default=None,
                         help="a config key to tune per arm on validation (e.g. optim.lr): each arm (and condition of "
                              "--columns) keeps only the runs of its best value of --select-on; writes selected.md")

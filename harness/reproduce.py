@@ -45,7 +45,7 @@ def default_tolerance(tags: dict[str, str], params: dict[str, str]) -> tuple[flo
 def same_cpu_setting(cfg: DictConfig, threads: str | None) -> str:
     """Set ``cfg`` to re-run a CPU run on the CPU (not on a GPU that ``trainer.device=auto`` would find) and on the
     run's thread count (tag ``torch.threads``), unless its config names one: CPU kernels split their sums by thread.
-    Returns a note saying what was changed or is unknown (empty when nothing is)."""
+    Returns a note when that count differs from this machine's default or was not recorded, else an empty string."""
     import torch
 
     cfg.trainer.device = "cpu"

@@ -329,6 +329,15 @@ def test_a_sweep_member_that_fails_ends_failed_alone_and_unstackable_jobs_run_on
     assert [r.info.status for r in child_runs(alone_dir)] == ["FINISHED", "FINISHED"]
 
 
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs 2 or more CPU threads")
+def test_a_stacks_thread_count_holds_for_its_group_only(tmp_path):
+    proc = sweep(tmp_path, "trainer.vectorize=true", "loss=mse", "trainer.threads=1,null", "seed=0,1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "vectorize: jobs #0, #1 train together" in proc.stderr and "vectorize: jobs #2, #3 train together" in proc.stderr
+    threads = {(r.data.params["trainer.threads"], r.data.tags["torch.threads"]) for r in child_runs(tmp_path)}
+    assert threads == {("1", "1"), ("None", str(torch.get_num_threads()))}
+
+
 def test_job_lists_are_written_as_ranges():
     from hydra_plugins.harness_launcher.launcher import job_list
 

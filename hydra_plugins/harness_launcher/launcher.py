@@ -33,6 +33,8 @@ class HarnessLauncher(BasicLauncher):
             return super().launch(job_overrides, initial_job_idx)  # nothing asks for stacking: Hydra's basic launcher
         configs = [first] + [self._compose(o, initial_job_idx + k) for k, o in enumerate(job_overrides[1:], 1)]
 
+        import torch
+
         from harness.callbacks import PARENT_ENV
         from harness.stack_jobs import BUILD_ERRORS, Stack, plan
 
@@ -43,6 +45,7 @@ class HarnessLauncher(BasicLauncher):
         stacked = sum(len(g) for g in order if len(g) > 1)
         log.info(f"Launching {len(configs)} jobs locally, {stacked} of them in {sum(len(g) > 1 for g in order)} stack(s)")
         returns: list[JobReturn | None] = [None] * len(configs)
+        threads = torch.get_num_threads()  # a stack's trainer.threads holds for its own group only, as execute's for its run
         for group in order:
             stack = None
             if len(group) > 1:
@@ -76,6 +79,7 @@ class HarnessLauncher(BasicLauncher):
             finally:
                 if stack is not None:
                     stack.abandon()
+                torch.set_num_threads(threads)
         return [r for r in returns if r is not None]
 
     def _compose(self, overrides: Sequence[str], number: int) -> DictConfig:
