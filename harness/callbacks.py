@@ -47,6 +47,22 @@ def expand_sweep(overrides: list[str]) -> list[list[str]] | None:
         return None
 
 
+def sweep_params(sweeper: Any) -> list[str]:
+    """``hydra.sweeper.params`` as overrides, for Hydra's basic sweeper (which puts them before the command line's;
+    the later wins); none for another sweeper."""
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    return [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+
+
+def sweep_jobs(sweeper: Any, overrides: list[str]) -> list[list[str]] | None:
+    """Every job's overrides of a basic-sweeper sweep run with the command line's ``overrides``, in the sweeper's
+    order; ``None`` for another sweeper or syntax left to it."""
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    return expand_sweep(sweep_params(sweeper) + overrides)
+
+
 def seedless(job: list[str]) -> tuple[tuple[str, ...], object]:
     """A job's overrides without its ``seed=`` one, and the seed's value (Hydra's parse of it; ``None`` if unset):
     jobs that differ only in seed compose the same config but for the seed, so one of them is validated in full."""
@@ -86,10 +102,8 @@ class SweepParentRun(Callback):
 
         overrides = list(config.hydra.overrides.task)
         sweeper = config.hydra.sweeper
-        basic = str(sweeper.get("_target_", "")).endswith("BasicSweeper")
-        # the basic sweeper puts the config's hydra.sweeper.params before the command line's overrides
-        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()] if basic else []
-        jobs = expand_sweep(params + overrides) if basic else None
+        params = sweep_params(sweeper)
+        jobs = sweep_jobs(sweeper, overrides)
         if jobs is not None:
             errors = []
             checked: dict[tuple[str, ...], str | None] = {}  # the job's overrides but its seed -> its error, if any

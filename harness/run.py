@@ -247,8 +247,7 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
     errors during training end the MLflow run FAILED (KILLED on Ctrl-C/SIGTERM) and propagate. The caller's torch
     thread count is restored (``trainer.threads`` sets it for the run only).
     """
-    threads = torch.get_num_threads()
-    try:
+    with own_threads():
         p = prepare(cfg)
         o = start(p, parent_run_id)
         started = time.perf_counter()
@@ -256,6 +255,15 @@ def execute(cfg: DictConfig, parent_run_id: str | None = None) -> RunResult:
             best = log_setup(o.run, p)
             history = fit(p.model, p.criterion, p.data, cfg, on_epoch=lambda epoch, m: o.run.log_metrics(m, step=epoch), best=best)
             return finish(o, p, history, best, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def own_threads() -> Iterator[None]:
+    """Restore torch's CPU thread count on leaving: the ``trainer.threads`` that :func:`prepare` sets inside holds for
+    that run (or stack of runs) only, not for the jobs after it in the process."""
+    threads = torch.get_num_threads()
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from harness import tuning
 from harness.__main__ import CONF_DIR
-from harness.callbacks import expand_sweep, seedless
+from harness.callbacks import expand_sweep, seedless, sweep_jobs
 from harness.config import RULES, validate
 from harness.run import variant_of
 
@@ -66,9 +66,8 @@ def test_every_job_of_every_readme_command_validates(study):
             if str(cfg.hydra.sweeper.get("_target_", "")).endswith("OptunaSweeper"):
                 jobs = [tuning.check(cfg.hydra.sweeper, task)[1]]
             else:
-                params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
-                jobs = expand_sweep(params + task)
-                assert jobs, command  # None: syntax the basic sweeper cannot expand
+                jobs = sweep_jobs(cfg.hydra.sweeper, task)
+                assert jobs, command  # None: not the basic sweeper, or syntax it cannot expand
             for job in jobs:
                 key, seed = seedless(job)
                 assert seed is None or RULES["seed"].ok(seed), job

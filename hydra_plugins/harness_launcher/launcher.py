@@ -33,9 +33,8 @@ class HarnessLauncher(BasicLauncher):
             return super().launch(job_overrides, initial_job_idx)  # nothing asks for stacking: Hydra's basic launcher
         configs = [first] + [self._compose(o, initial_job_idx + k) for k, o in enumerate(job_overrides[1:], 1)]
 
-        import torch
-
         from harness.callbacks import PARENT_ENV
+        from harness.run import own_threads
         from harness.stack_jobs import BUILD_ERRORS, Stack, plan
 
         setup_globals()
@@ -45,41 +44,40 @@ class HarnessLauncher(BasicLauncher):
         stacked = sum(len(g) for g in order if len(g) > 1)
         log.info(f"Launching {len(configs)} jobs locally, {stacked} of them in {sum(len(g) > 1 for g in order)} stack(s)")
         returns: list[JobReturn | None] = [None] * len(configs)
-        threads = torch.get_num_threads()  # a stack's trainer.threads holds for its own group only, as execute's for its run
         for group in order:
-            stack = None
-            if len(group) > 1:
-                names = job_list([initial_job_idx + i for i in group])
-                def enter(k: int, group: list[int] = group) -> None:
-                    HydraConfig.instance().set_config(configs[group[k]])
+            with own_threads():  # a stack's trainer.threads holds for its own group only, as execute's for its run
+                stack = None
+                if len(group) > 1:
+                    names = job_list([initial_job_idx + i for i in group])
+                    def enter(k: int, group: list[int] = group) -> None:
+                        HydraConfig.instance().set_config(configs[group[k]])
 
-                try:
-                    stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV), enter)
-                    stack.build()
-                except BUILD_ERRORS as err:
-                    print(f"vectorize: jobs {names} run one by one: {err}", file=sys.stderr, flush=True)
-                    stack = None
-                else:
-                    print(f"vectorize: jobs {names} train together ({len(group)} runs in one loop)", file=sys.stderr, flush=True)
                     try:
-                        stack.train()
-                    except Exception as err:  # noqa: BLE001 - every member's job fails with it, as each would alone
-                        print(f"vectorize: jobs {names} failed in training: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-            elif group[0] in alone:
-                print(f"vectorize: job #{initial_job_idx + group[0]} runs alone: {alone[group[0]]}", file=sys.stderr, flush=True)
-            try:
-                for pos, i in enumerate(group):
-                    log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
-                    task = self.task_function if stack is None else (lambda cfg, pos=pos, stack=stack: stack.finish(pos))
-                    returns[i] = run_job(
-                        hydra_context=self.hydra_context, task_function=task, config=configs[i],
-                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
-                    )
-                    configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            finally:
-                if stack is not None:
-                    stack.abandon()
-                torch.set_num_threads(threads)
+                        stack = Stack([_task_config(configs[i]) for i in group], os.environ.get(PARENT_ENV), enter)
+                        stack.build()
+                    except BUILD_ERRORS as err:
+                        print(f"vectorize: jobs {names} run one by one: {err}", file=sys.stderr, flush=True)
+                        stack = None
+                    else:
+                        print(f"vectorize: jobs {names} train together ({len(group)} runs in one loop)", file=sys.stderr, flush=True)
+                        try:
+                            stack.train()
+                        except Exception as err:  # noqa: BLE001 - every member's job fails with it, as each would alone
+                            print(f"vectorize: jobs {names} failed in training: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                elif group[0] in alone:
+                    print(f"vectorize: job #{initial_job_idx + group[0]} runs alone: {alone[group[0]]}", file=sys.stderr, flush=True)
+                try:
+                    for pos, i in enumerate(group):
+                        log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
+                        task = self.task_function if stack is None else (lambda cfg, pos=pos, stack=stack: stack.finish(pos))
+                        returns[i] = run_job(
+                            hydra_context=self.hydra_context, task_function=task, config=configs[i],
+                            job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
+                        )
+                        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                finally:
+                    if stack is not None:
+                        stack.abandon()
         return [r for r in returns if r is not None]
 
     def _compose(self, overrides: Sequence[str], number: int) -> DictConfig:
