@@ -256,8 +256,19 @@ def compare(runs: pd.DataFrame, metric: str, by: list[str], baseline: str | None
         ]
     others = table["arm"] != base
     table.loc[others, "p_holm"] = stats.holm(table.loc[others, "p_value"].tolist())
-    table.attrs.update(duplicates=duplicates, paired=True)
+    table.attrs.update(duplicates=duplicates, pooled=pooled_keys(done, frame["arm"], seed) if duplicates else [], paired=True)
     return table
+
+
+def pooled_keys(runs: pd.DataFrame, arms: pd.Series, seed: str) -> list[str]:
+    """The config keys (``params.*``) whose value differs between runs of one arm and seed: the settings that
+    pairing by seed averages over."""
+    params = [c for c in runs.columns if c.startswith("params.")]
+    if not params:
+        return []
+    groups = runs[params].astype(str).groupby([arms.to_numpy(), runs[seed].to_numpy()])
+    varying = groups.nunique().gt(1).any()
+    return [c[len("params."):] for c in params if varying[c]]
 
 
 def _num(value: float) -> str:
@@ -328,8 +339,12 @@ def legend(table: pd.DataFrame, metric: str) -> list[str]:
         lines.append(f"With {n} pairs Wilcoxon's p cannot fall below 2/2^{n} = {2 / 2 ** n:.3g}: a difference seen on "
                      f"every seed is as clear as {n} seeds can make it; the interval says how large it is.")
     if table.attrs.get("duplicates"):
+        pooled = table.attrs.get("pooled") or []
+        shown = ", ".join(pooled[:4]) + (f" and {len(pooled) - 4} more" if len(pooled) > 4 else "")
         lines.append(f"{table.attrs['duplicates']} (arm, seed) pairs had several finished runs; their values were "
-                     f"averaged before pairing.")
+                     f"averaged before pairing" + (f". Those runs differ in {shown}: the paired columns pool these "
+                     f"settings; for paired statistics at one setting, add `--where {pooled[0]}=VALUE` or put "
+                     f"{pooled[0]} in `--by`." if pooled else " (runs of one config)."))
     return lines
 
 

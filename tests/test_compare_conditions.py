@@ -50,6 +50,14 @@ def test_where_keeps_one_condition_for_paired_statistics(make_cfg, store, tmp_pa
 
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(table["n"]) == [3, 3]  # 3 seeds per arm: only the runs at 0.3 (0.30 matches 0.3 as a number)
+    assert "several finished runs" not in (out / "comparison.md").read_text()
+    # without --where, each (arm, seed) has a run per fraction: the legend names what the pairing pools
+    assert compare_main(["--experiment", "where", "--tracking-uri", store, "--by", "loss", "--metric", "test/rmse",
+                         "--baseline", "huber", "--out", str(out)]) == 0
+    assert ("6 (arm, seed) pairs had several finished runs; their values were averaged before pairing. Those runs "
+            "differ in data.outlier_fraction: the paired columns pool these settings; for paired statistics at one "
+            "setting, add `--where data.outlier_fraction=VALUE` or put data.outlier_fraction in `--by`."
+            ) in " ".join((out / "comparison.md").read_text().split())
     with pytest.raises(SystemExit, match=r"no run has data.outlier_fraction=0.5; values: \['0.0', '0.3'\]"):
         compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "data.outlier_fraction=0.5"])
     # alternatives: both fractions of huber only (6 runs, one arm per fraction with --by)
