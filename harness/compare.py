@@ -266,7 +266,7 @@ def pooled_keys(runs: pd.DataFrame, arms: pd.Series, seed: str) -> list[str]:
     params = [c for c in runs.columns if c.startswith("params.")]
     if not params:
         return []
-    groups = runs[params].astype(str).groupby([arms.to_numpy(), runs[seed].to_numpy()])
+    groups = runs[params].astype(object).fillna("<unset>").groupby([arms.to_numpy(), runs[seed].to_numpy()])
     varying = groups.nunique().gt(1).any()
     return [c[len("params."):] for c in params if varying[c]]
 
@@ -343,8 +343,8 @@ def legend(table: pd.DataFrame, metric: str) -> list[str]:
         shown = ", ".join(pooled[:4]) + (f" and {len(pooled) - 4} more" if len(pooled) > 4 else "")
         lines.append(f"{table.attrs['duplicates']} (arm, seed) pairs had several finished runs; their values were "
                      f"averaged before pairing" + (f". Those runs differ in {shown}: the paired columns pool these "
-                     f"settings; for paired statistics at one setting, add `--where {pooled[0]}=VALUE` or put "
-                     f"{pooled[0]} in `--by`." if pooled else " (runs of one config)."))
+                     f"settings; for paired statistics per setting, keep one value with `--where KEY=VALUE` or add "
+                     f"the key to `--by`." if pooled else " (runs of one config)."))
     return lines
 
 

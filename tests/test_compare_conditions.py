@@ -55,8 +55,8 @@ def test_where_keeps_one_condition_for_paired_statistics(make_cfg, store, tmp_pa
     assert compare_main(["--experiment", "where", "--tracking-uri", store, "--by", "loss", "--metric", "test/rmse",
                          "--baseline", "huber", "--out", str(out)]) == 0
     assert ("6 (arm, seed) pairs had several finished runs; their values were averaged before pairing. Those runs "
-            "differ in data.outlier_fraction: the paired columns pool these settings; for paired statistics at one "
-            "setting, add `--where data.outlier_fraction=VALUE` or put data.outlier_fraction in `--by`."
+            "differ in data.outlier_fraction: the paired columns pool these settings; for paired statistics per "
+            "setting, keep one value with `--where KEY=VALUE` or add the key to `--by`."
             ) in " ".join((out / "comparison.md").read_text().split())
     with pytest.raises(SystemExit, match=r"no run has data.outlier_fraction=0.5; values: \['0.0', '0.3'\]"):
         compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "data.outlier_fraction=0.5"])
