@@ -47,20 +47,21 @@ def expand_sweep(overrides: list[str]) -> list[list[str]] | None:
         return None
 
 
+def is_basic(sweeper: Any) -> bool:
+    """Whether ``hydra.sweeper`` is Hydra's basic sweeper (the one :func:`expand_sweep` expands)."""
+    return str(sweeper.get("_target_", "")).endswith("BasicSweeper")
+
+
 def sweep_params(sweeper: Any) -> list[str]:
     """``hydra.sweeper.params`` as overrides, for Hydra's basic sweeper (which puts them before the command line's;
     the later wins); none for another sweeper."""
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return []
-    return [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    return [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()] if is_basic(sweeper) else []
 
 
 def sweep_jobs(sweeper: Any, overrides: list[str]) -> list[list[str]] | None:
     """Every job's overrides of a basic-sweeper sweep run with the command line's ``overrides``, in the sweeper's
     order; ``None`` for another sweeper or syntax left to it."""
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return None
-    return expand_sweep(sweep_params(sweeper) + overrides)
+    return expand_sweep(sweep_params(sweeper) + overrides) if is_basic(sweeper) else None
 
 
 def seedless(job: list[str]) -> tuple[tuple[str, ...], object]:
