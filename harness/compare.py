@@ -496,6 +496,7 @@ def plot_conditions(runs: pd.DataFrame, metrics: list[str], by: list[str], key: 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.4), squeeze=False)
+    colour: dict[str, int] = {}  # an arm keeps its colour in every panel, though each panel lists the arms best first
     for ax, metric in zip(axes[0], metrics):
         frame = runs_of_metric(runs, metric)
         frame = frame[(frame["status"] == "FINISHED") & frame[f"metrics.{metric}"].notna()]
@@ -509,7 +510,8 @@ def plot_conditions(runs: pd.DataFrame, metrics: list[str], by: list[str], key: 
         span = (max(position.values()) - min(position.values())) or 1.0
         arms = arm_labels(frame, by)
         order = summarise(frame, metric, by)["arm"].tolist()
-        for k, arm in enumerate(order):
+        for arm in order:
+            k = colour.setdefault(arm, len(colour))
             rows = frame[arms == arm]
             offset = (k - (len(order) - 1) / 2) * 0.012 * span  # arms side by side at each condition
             xs, means = [], []

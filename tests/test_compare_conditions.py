@@ -67,3 +67,24 @@ def test_where_keeps_one_condition_for_paired_statistics(make_cfg, store, tmp_pa
     assert sorted(table["n"]) == [3, 3] and len(table) == 2 and set(table.iloc[:, 0].str.startswith("huber")) == {True}
     with pytest.raises(SystemExit, match=r"no run has loss=hubr; values: \['huber', 'mse'\]"):
         compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "loss=huber|hubr"])
+
+
+def test_conditions_plot_keeps_each_arms_colour_across_panels(make_cfg, store, tmp_path, monkeypatch):
+    """Each panel lists the arms best first; an arm's line keeps one colour in every panel all the same."""
+    from matplotlib.figure import Figure
+
+    for fraction in ("0.1", "0.3"):
+        for loss in ("mse", "huber"):
+            execute(make_cfg(f"loss={loss}", f"data.outlier_fraction={fraction}", "trainer.epochs=3",
+                             "trainer.grad_share=true", "tracking.experiment=colours"))
+    saved = {}
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.__setitem__(str(path).rsplit("/", 1)[-1], fig),
+                                                                      real_savefig(fig, path, **kw))[1])
+    assert compare_main(["--experiment", "colours", "--tracking-uri", store, "--by", "loss", "--metric",
+                         "test/rmse,grad_share/outliers", "--columns", "data.outlier_fraction",
+                         "--out", str(tmp_path / "cmp")]) == 0
+    panels = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in saved["conditions.png"].axes]
+    orders = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in saved["conditions.png"].axes]
+    assert orders == [["huber", "mse"], ["mse", "huber"]]  # huber has the lower rmse, mse spends more on outliers
+    assert panels[0] == panels[1] and panels[0]["huber"] != panels[0]["mse"]
