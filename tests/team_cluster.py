@@ -3,6 +3,8 @@ tests/test_team_*.py so that one PostgreSQL, one MLflow server and one SLURM clu
 
 - ``postgres``: a private PostgreSQL cluster (``harness.server.start_cluster``) on a free port in a temporary dir;
 - ``server``: ``python -m harness.server --db ...`` on it, a :class:`Server` that tests may stop and restart;
+- ``relay``: a :class:`Relay` to that server on a port of its own, which a test cuts and restores at once (an outage
+  of any length without the server's 20-40 s restart);
 - ``slurm``: a one-node SLURM cluster (``munged``, ``slurmctld``, ``slurmd``) with its own ``slurm.conf``.
 
 Each skips with the Debian package to install when its programs are missing.
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +66,75 @@ class Server:
             self.process.wait(30)
 
 
+class Relay:
+    """A TCP relay on its own port to a server's port. ``cut()`` closes the port and drops every open connection,
+    as a server that goes away does (new connections are refused, open ones reset); ``restore()`` opens it again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target, self.port = target_port, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        assert self._listener is None, "the relay is already open"
+        self._listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: the same port again
+        self._listener.settimeout(0.1)
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            dropped, self._open = self._open, set()
+        if listener is not None:
+            listener.close()
+        for sock in dropped:
+            _drop(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while listener.fileno() != -1:
+            try:
+                near, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            near.settimeout(None)
+            try:
+                far = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                _drop(near)
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut while this connection was being made
+                    _drop(near), _drop(far)
+                    return
+                self._open |= {near, far}
+            for src, dst in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with self._lock:
+                self._open.discard(sock)
+            _drop(sock)
+
+
+def _drop(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """URI of a private PostgreSQL cluster's ``postgres`` database; the cluster is stopped and deleted at the end."""
@@ -87,6 +159,14 @@ def server(postgres, tmp_path_factory):
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def relay(server):
+    """A :class:`Relay` to the session's server, cut at the end of the test."""
+    rel = Relay(server.port)
+    yield rel
+    rel.cut()
 
 
 def _sbin(name: str) -> str | None:

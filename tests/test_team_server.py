@@ -1,5 +1,6 @@
 """The team path: python -m harness.server (a real PostgreSQL and a real ``mlflow server``), runs, sweeps, compare
-and reproduce through HTTP, 16 parallel jobs, and the server going away mid-run (short and long outages)."""
+and reproduce through HTTP, 16 parallel jobs, and the server going away mid-run: a short outage (the server stopped
+and restarted), and outages past the client's retries (a relay in front of the server cut and restored)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from conftest import harness_cli
 from harness import server as team
 
 pytest.register_assert_rewrite("team_cluster")
-from team_cluster import Server, free_port  # noqa: E402
+from team_cluster import free_port  # noqa: E402
 
 pytest_plugins = ["team_cluster"]  # the session's PostgreSQL and MLflow server, shared with tests/test_team_*.py
 pytestmark = pytest.mark.cluster
@@ -181,13 +182,13 @@ def spawned():
             proc.wait()
 
 
-def start_long_run(server: Server, cwd: Path, experiment: str, epochs: int, env_extra: dict[str, str],
+def start_long_run(uri: str, cwd: Path, experiment: str, epochs: int, env_extra: dict[str, str],
                    spawned: list[subprocess.Popen]) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID")}
     env.update(env_extra)
     spawned.append(subprocess.Popen(
         [sys.executable, "-m", "harness", "loss=huber", "data.n_train=4000", f"trainer.epochs={epochs}", *QUICK,
-         f"tracking.uri={server.uri}", f"tracking.experiment={experiment}"],
+         f"tracking.uri={uri}", f"tracking.experiment={experiment}"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return spawned[-1]
 
@@ -205,12 +206,21 @@ def wait_for_metrics(client: MlflowClient, experiment: str, proc: subprocess.Pop
     raise AssertionError("the run logged no metrics")
 
 
+def wait_for_spool(spool: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Once the run has found the server gone and keeps its writes in ``spool``."""
+    started = time.monotonic()
+    while not (spool / "run.json").is_file():
+        assert proc.poll() is None, "the run ended before it found the server gone: raise epochs"
+        assert time.monotonic() - started < timeout, f"no spool at {spool} within {timeout} s"
+        time.sleep(0.2)
+
+
 def test_short_outage_is_retried_and_nothing_is_lost(server, client, tmp_path, spawned):
     # the client's retries (about 1+2+4+8+16+32 s) outlast the outage: the run waits, then goes on
     retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
     epochs = 1500
-    proc = start_long_run(server, tmp_path, "team-short-outage", epochs, retries, spawned)
+    proc = start_long_run(server.uri, tmp_path, "team-short-outage", epochs, retries, spawned)
     run = wait_for_metrics(client, "team-short-outage", proc)
     server.stop()
     assert proc.poll() is None, "the run ended before the outage: raise epochs"
@@ -225,40 +235,40 @@ def test_short_outage_is_retried_and_nothing_is_lost(server, client, tmp_path, s
     assert "unreachable" not in err and not Path(run.data.tags["tracking.spool"]).exists()
 
 
-def test_outage_past_the_retries_keeps_writes_until_the_server_is_back(server, client, tmp_path, spawned):
-    epochs = 4000
-    proc = start_long_run(server, tmp_path, "team-mid-outage", epochs, SHORT_RETRIES, spawned)
+def test_outage_past_the_retries_keeps_writes_until_the_server_is_back(server, relay, client, tmp_path, spawned):
+    # the run reaches the server through the relay: cutting it is the server going away, restoring it coming back
+    epochs = 2000
+    proc = start_long_run(relay.uri, tmp_path, "team-mid-outage", epochs, SHORT_RETRIES, spawned)
     run = wait_for_metrics(client, "team-mid-outage", proc)
-    server.stop()
-    assert proc.poll() is None, "the run ended before the outage: raise epochs"
-    time.sleep(2)
-    server.start()
+    spool = Path(run.data.tags["tracking.spool"])
+    relay.cut()
+    wait_for_spool(spool, proc)
+    relay.restore()
     assert proc.poll() is None, "the run ended before the server was back: raise epochs"
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    spool = Path(run.data.tags["tracking.spool"])
-    assert f"warning: tracking server {server.uri} unreachable; keeping run {run.info.run_id}'s writes in {spool}" in err
-    assert f"tracking server {server.uri} answers again: " in err and "harness.upload" not in err
+    assert f"warning: tracking server {relay.uri} unreachable; keeping run {run.info.run_id}'s writes in {spool}" in err
+    assert f"tracking server {relay.uri} answers again: " in err and "harness.upload" not in err
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED" and "test/rmse" in run.data.metrics
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(1, epochs + 1))
     assert not spool.exists()  # all sent: nothing left behind
 
 
-def test_long_outage_keeps_the_run_and_upload_completes_it(server, client, tmp_path, spawned):
-    epochs = 2000
-    proc = start_long_run(server, tmp_path, "team-long-outage", epochs, SHORT_RETRIES, spawned)
+def test_long_outage_keeps_the_run_and_upload_completes_it(server, relay, client, tmp_path, spawned):
+    epochs = 1000
+    proc = start_long_run(relay.uri, tmp_path, "team-long-outage", epochs, SHORT_RETRIES, spawned)
     run = wait_for_metrics(client, "team-long-outage", proc)
-    server.stop()
+    relay.cut()
     assert proc.poll() is None, "the run ended before the outage: raise epochs"
     try:
-        out, err = proc.communicate(timeout=300)  # the whole rest of the run with the server down
+        out, err = proc.communicate(timeout=300)  # the whole rest of the run with the server out of reach
     finally:
-        server.start()
+        relay.restore()
     assert proc.returncode == 0, err[-3000:]
     spool = Path(run.data.tags["tracking.spool"])
     last = err.strip().splitlines()[-1]
-    assert last == (f"warning: run {run.info.run_id} ended FINISHED but tracking server {server.uri} is unreachable; "
+    assert last == (f"warning: run {run.info.run_id} ended FINISHED but tracking server {relay.uri} is unreachable; "
                     f"nothing is lost: its writes are kept in {spool}; once the server is back, send them with: "
                     f"python -m harness.upload {spool}")
     assert client.get_run(run.info.run_id).info.status == "RUNNING"  # the server could not be told
@@ -272,7 +282,7 @@ def test_long_outage_keeps_the_run_and_upload_completes_it(server, client, tmp_p
     up = subprocess.run([sys.executable, "-m", "harness.upload", str(spool)], cwd=tmp_path, capture_output=True,
                         text=True, timeout=300)
     assert up.returncode == 0, up.stderr
-    assert up.stdout.startswith(f"run {run.info.run_id}: ") and up.stdout.strip().endswith(f"to {server.uri}, run FINISHED")
+    assert up.stdout.startswith(f"run {run.info.run_id}: ") and up.stdout.strip().endswith(f"to {relay.uri}, run FINISHED")
     assert len(up.stdout.strip().splitlines()) == 1
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
