@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -79,8 +80,12 @@ def test_conditions_plot_keeps_each_arms_colour_across_panels(make_cfg, store, t
                              "trainer.grad_share=true", "tracking.experiment=colours"))
     saved = {}
     real_savefig = Figure.savefig
-    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.__setitem__(str(path).rsplit("/", 1)[-1], fig),
-                                                                      real_savefig(fig, path, **kw))[1])
+
+    def keep_and_save(fig, path, **kw):
+        saved[Path(path).name] = fig
+        return real_savefig(fig, path, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep_and_save)
     assert compare_main(["--experiment", "colours", "--tracking-uri", store, "--by", "loss", "--metric",
                          "test/rmse,grad_share/outliers", "--columns", "data.outlier_fraction",
                          "--out", str(tmp_path / "cmp")]) == 0
