@@ -109,7 +109,8 @@ class Relay:
                 continue
             with self._lock:
                 if self._listener is not listener:  # cut while this connection was being made
-                    _drop(near), _drop(far)
+                    _drop(near)
+                    _drop(far)
                     return
                 self._open |= {near, far}
             for src, dst in ((near, far), (far, near)):
@@ -121,10 +122,10 @@ class Relay:
                 dst.sendall(data)
         except OSError:
             pass
-        for sock in (src, dst):
-            with self._lock:
-                self._open.discard(sock)
-            _drop(sock)
+        with self._lock:
+            self._open -= {src, dst}
+        _drop(src)
+        _drop(dst)
 
 
 def _drop(sock: socket.socket) -> None:
