@@ -7,9 +7,10 @@
 Reads the runs with ``MlflowClient.search_runs``; one row per *arm*, a combination of the ``--by`` keys (tags such as
 ``loss`` or ``variant``, or config keys such as ``data.outlier_fraction``; with ``--parent`` and no ``--by``: the keys
 that sweep swept, seed excepted): mean +- sample std of the metric over the finished runs (seeds), their number, and
-the runs that did not finish (counted and shown, never dropped). Best first in the metric's direction. Then, paired
-by seed, every arm against the best one (or ``--baseline``): the mean difference with a t-based 95% confidence
-interval, a Wilcoxon signed-rank p-value and on how many seeds the baseline was better (``harness.stats``). Writes
+the runs that did not finish (counted and shown, never dropped). Best first in the metric's direction (highest first
+for a diagnostic such as ``grad_share/*``, which has none). Then, paired by seed, every arm against the best one (or
+``--baseline``): the mean difference with a t-based 95% confidence interval, a Wilcoxon signed-rank p-value and on how
+many seeds the baseline was better (``harness.stats``). Writes
 ``comparison.md``, ``comparison.csv``, ``bars.png`` (means with std error bars), ``curves.png`` (the matching
 validation metric per epoch, averaged over seeds, one line per row) and ``paired.png`` (each arm's paired difference
 from the baseline with its interval), one section or panel per metric.
@@ -49,6 +50,20 @@ def lower_is_better(metric: str) -> bool:
     from .tasks import lower_is_better as declared
 
     return declared(metric)
+
+
+def has_direction(metric: str) -> bool:
+    """Whether the metric scores the arms (``test/accuracy``) or only describes them (``grad_share/*``)."""
+    from .tasks import has_direction as declared
+
+    return declared(metric)
+
+
+def direction(metric: str) -> str:
+    """How to read the metric: which way is better, or that no way is (a diagnostic)."""
+    if not has_direction(metric):
+        return "a diagnostic: neither higher nor lower is better"
+    return f"{'lower' if lower_is_better(metric) else 'higher'} is better"
 
 
 def find_column(frame: pd.DataFrame, key: str) -> str | None:
@@ -282,9 +297,9 @@ def _signed(value: float) -> str:
 P_MARK = {stats.EXACT: "", stats.PERMUTATION: " (perm.)", stats.ASYMPTOTIC: " (approx.)", stats.ALL_ZERO: " (all diffs 0)"}
 
 
-def _paired_cells(row: pd.Series, base: str, lower: bool, best: str) -> list[str]:
+def _paired_cells(row: pd.Series, base: str, lower: bool, best: str, scored: bool) -> list[str]:
     if row["arm"] == base:
-        return ["(baseline)", "", "", "", "best" if base == best else "baseline"]
+        return ["(baseline)", "", "", "", "best" if base == best and scored else "baseline"]
     pairs = int(row["pairs"])
     if pairs == 0:
         return ["no paired seeds", "", "", "", "n/a"]
@@ -296,7 +311,10 @@ def _paired_cells(row: pd.Series, base: str, lower: bool, best: str) -> list[str
     p_holm = "" if row["p_holm"] is None or math.isnan(row["p_holm"]) else f"{row['p_holm']:.2g}"
     wins = f"{int(row['baseline_better'])} of {pairs} seeds" + (f" ({int(row['ties'])} tied)" if row["ties"] else "")
     if row["distinguishable"]:
-        verdict = "worse" if (row["diff"] > 0) == lower else "better"
+        if scored:
+            verdict = "worse" if (row["diff"] > 0) == lower else "better"
+        else:
+            verdict = "higher" if row["diff"] > 0 else "lower"
         if not row["p_holm"] < 0.05:  # NaN too
             verdict += " (uncorrected)"
     else:
@@ -306,20 +324,23 @@ def _paired_cells(row: pd.Series, base: str, lower: bool, best: str) -> list[str
 
 def legend(table: pd.DataFrame, metric: str) -> list[str]:
     """The paragraphs under a paired table: what the columns mean, and when not to trust them."""
-    base, lower = table.attrs["baseline"], lower_is_better(metric)
+    base, lower, scored = table.attrs["baseline"], lower_is_better(metric), has_direction(metric)
     best = str(table.iloc[0]["arm"])
     others = table[(table["arm"] != base) & table["pairs"].notna()]
     if others.empty:
         return []
+    role = "the chosen baseline" if base != best else "the best arm" if scored else "the highest arm"
+    reading = (f"{'lower' if lower else 'higher'} is better, so a {'positive' if lower else 'negative'} diff is worse "
+               f"than {base}" if scored else "a diagnostic: a difference says how the arms differ, not which is better")
+    verdicts = "*better*/*worse*" if scored else "*higher*/*lower*"
     lines = [
-        f"Paired by seed against **{base}** ({'the best arm' if base == best else 'the chosen baseline'}): diff = arm "
-        f"− {base} in {metric}, averaged over the seeds on which both finished ({'lower' if lower else 'higher'} is "
-        f"better, so a {'positive' if lower else 'negative'} diff is worse than {base}); 95% CI: t-based (Student's t "
+        f"Paired by seed against **{base}** ({role}): diff = arm − {base} in {metric}, averaged over the seeds on "
+        f"which both finished ({reading}); 95% CI: t-based (Student's t "
         f"over the per-seed differences); p: two-sided Wilcoxon signed-rank test (SciPy), exact unless marked "
         f"(perm.: ties or zero differences, exact permutation test; approx.: normal approximation); p (Holm): "
         f"Wilcoxon's p adjusted for the {int(pd.to_numeric(others['p_value'], errors='coerce').notna().sum())} "
         f"comparisons against {base} (Holm 1979; below 0.05, a difference "
-        f"holds at a 5% family-wise error rate); *better*/*worse*: the interval excludes 0 and Holm's p is below "
+        f"holds at a 5% family-wise error rate); {verdicts}: the interval excludes 0 and Holm's p is below "
         f"0.05; *(uncorrected)*: the interval excludes 0 but Holm's p is not below 0.05, so the difference does not "
         f"survive the correction at this number of seeds; *not distinguishable*: the interval includes 0."
     ]
@@ -349,20 +370,21 @@ def legend(table: pd.DataFrame, metric: str) -> list[str]:
 
 
 def markdown(table: pd.DataFrame, metric: str, by: list[str]) -> str:
-    lower = lower_is_better(metric)
+    lower, scored = lower_is_better(metric), has_direction(metric)
     paired = bool(table.attrs.get("paired"))
     base = table.attrs.get("baseline")
     heads = [*by, f"{metric} (mean ± std)", "seeds", "failed"]
     if paired:
-        heads += [f"diff vs {base} [95% CI, t]", "p (Wilcoxon)", "p (Holm)", f"{base} better on", "verdict"]
-    lines = [f"**{metric}** ({'lower' if lower else 'higher'} is better), best first:", "",
+        heads += [f"diff vs {base} [95% CI, t]", "p (Wilcoxon)", "p (Holm)",
+                  f"{base} {'better' if scored else 'higher'} on", "verdict"]
+    lines = [f"**{metric}** ({direction(metric)}), {'best' if scored else 'highest'} first:", "",
              "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     best = str(table.iloc[0]["arm"]) if len(table) else ""
     for _, row in table.iterrows():
         value = "n/a" if math.isnan(row["mean"]) else f"{row['mean']:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
         cells = [str(row[k]) for k in by] + [value, str(row["n"]), str(row["failed"])]
         if paired:
-            cells += _paired_cells(row, base, lower, best)
+            cells += _paired_cells(row, base, lower, best, scored)
         lines.append("| " + " | ".join(cells) + " |")
     if paired:
         for paragraph in legend(table, metric):
@@ -390,7 +412,7 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
         ax.bar(range(len(table)), table["mean"], yerr=table["std"].fillna(0), capsize=3, color="tab:blue", alpha=0.8)
         ax.set_xticks(range(len(table)), list(table["arm"]), rotation=45, ha="right")
         ax.set_ylabel(f"{metric} (mean ± std over seeds)")
-        ax.set_title(f"{metric}, {'lower' if lower_is_better(metric) else 'higher'} is better")
+        ax.set_title(f"{metric}, {direction(metric)}")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "bars.png", dpi=110)
@@ -433,15 +455,17 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
             low, high = row["ci_low"], row["ci_high"]
             color = "tab:gray"
             if row["distinguishable"]:
-                color = "tab:red" if (row["diff"] > 0) == lower else "tab:green"
+                color = ("tab:blue" if not has_direction(metric)
+                         else "tab:red" if (row["diff"] > 0) == lower else "tab:green")
             err = None if pd.isna(low) else [[row["diff"] - low], [high - row["diff"]]]
             ax.errorbar([row["diff"]], [y], xerr=err, fmt="o", color=color, capsize=4)
         ax.axvline(0, color="black", lw=1)
         ax.set_yticks(range(len(rows)), list(rows["arm"]))
         ax.invert_yaxis()
         ax.set_xlabel(f"{metric}: arm − {base}\n(mean over paired seeds, 95% CI t-based)", fontsize=9)
-        worse = "right" if lower else "left"
-        ax.set_title(f"paired difference vs {base}; {worse} of 0 is worse", fontsize=10)
+        worse = (f"{'right' if lower else 'left'} of 0 is worse" if has_direction(metric)
+                 else "a diagnostic: no side is worse")
+        ax.set_title(f"paired difference vs {base}; {worse}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "paired.png", dpi=110)
@@ -529,8 +553,8 @@ def plot_conditions(runs: pd.DataFrame, metrics: list[str], by: list[str], key: 
                 means.append(mean)
             ax.plot(xs, means, marker="o", markersize=4, label=arm, **line_style(k))
         ax.set_xticks([position[v] for v in conditions], [str(v) for v in conditions])
-        ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({'lower' if lower_is_better(metric) else 'higher'} is "
-               "better)\nmean over seeds, 95% t-interval, seeds as dots")
+        ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({direction(metric)})\n"
+               "mean over seeds, 95% t-interval, seeds as dots")
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -595,8 +619,8 @@ def metric_key(text: str) -> str:
 
 
 def parent_metrics(tables: list[pd.DataFrame]) -> dict[str, float]:
-    """Per arm and metric: ``arm/<arm>/<metric>_mean``, ``_std``, ``_rank`` (1 = best) and ``_diff`` (vs the
-    baseline), for sorting and charts in the UI."""
+    """Per arm and metric: ``arm/<arm>/<metric>_mean``, ``_std``, ``_rank`` (1 = best; for a diagnostic, highest)
+    and ``_diff`` (vs the baseline), for sorting and charts in the UI."""
     values: dict[str, float] = {}
     for table in tables:
         name = metric_key(table.attrs["metric"].replace("/", "_"))
@@ -642,7 +666,7 @@ def log_to_parent(client: Any, parent: str, tables: list[pd.DataFrame], by: list
 
     tags = {NOTE_TAG: description(tables, by, runs, parent, missing), "comparison.by": ",".join(by)}
     for table in tables:
-        if table.attrs.get("baseline") is not None:
+        if table.attrs.get("baseline") is not None and has_direction(table.attrs["metric"]):
             tags[f"comparison.best.{table.attrs['metric']}"] = str(table.iloc[0]["arm"])
     now = int(pd.Timestamp.now().timestamp() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in parent_metrics(tables).items()]
@@ -773,9 +797,12 @@ def main(argv: list[str] | None = None) -> int:
         files += [out / "pivot.md", plot_conditions(runs, metrics, by, args.columns, out)]
         print("\n" + pivot_text)
     failed = int(runs["status"].ne("FINISHED").sum())
-    directions = ", ".join(f"{m}: {'lower' if lower_is_better(m) else 'higher'} is better" for m in metrics)
-    direction = directions.split(": ", 1)[1] if len(metrics) == 1 else directions
-    print(f"\n{len(runs)} runs ({failed} not finished); best first ({direction}). "
+    directions = ", ".join(f"{m}: {direction(m)}" for m in metrics)
+    directions = directions.split(": ", 1)[1] if len(metrics) == 1 else directions
+    scored = [has_direction(m) for m in metrics]
+    first = ("best first" if all(scored) else "highest first" if not any(scored)
+             else "best first, diagnostics highest first")
+    print(f"\n{len(runs)} runs ({failed} not finished); {first} ({directions}). "
           f"Wrote {out}/{', '.join(f.name for f in files)}")
     if args.log:
         log_to_parent(client, args.parent, tables, by, runs, files)

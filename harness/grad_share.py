@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+PREFIX = "grad_share/"  # a diagnostic: where the gradient goes, neither better nor worse when higher
+
 
 def per_element(grad: Tensor, mask: Tensor) -> Tensor:
     """``|grad|`` summed down to the shape of a batch's group ``mask``: per example (``mask`` of shape ``[B]``:
@@ -58,7 +60,7 @@ class GradShare:
     def epoch(self) -> dict[str, float]:
         """``grad_share/<group>`` for the epoch so far (0 where the whole gradient was 0), then start over."""
         total = float(self.total) if self.total is not None else 0.0
-        shares = {f"grad_share/{name}": (float(self.sums[name]) / total if total > 0 else 0.0) for name in self.groups}
+        shares = {f"{PREFIX}{name}": (float(self.sums[name]) / total if total > 0 else 0.0) for name in self.groups}
         self.reset()
         return shares
 
@@ -109,6 +111,6 @@ class StackedGradShare:
         sums, totals = self.sums.tolist(), self.total.tolist()
         self.reset()
         return [
-            {f"grad_share/{name}": (s / total if total > 0 else 0.0) for name, s in zip(self.names, row)}
+            {f"{PREFIX}{name}": (s / total if total > 0 else 0.0) for name, s in zip(self.names, row)}
             for row, total in zip(sums, totals)
         ]

@@ -55,6 +55,7 @@ def test_compare_by_a_config_key_and_higher_is_better(make_cfg, store, tmp_path)
     assert sorted(table["data.outlier_fraction"]) == [0.0, 0.3]
     assert compare.lower_is_better("test/rmse") and not compare.lower_is_better("test/pr_auc")
     assert not compare.lower_is_better("test/accuracy") and compare.lower_is_better("test/ece")
+    assert compare.has_direction("best/ece") and not compare.has_direction("grad_share/flipped")
 
 
 def test_runs_of_another_task_in_the_experiment_are_not_counted_as_failed(make_cfg, store, tmp_path):

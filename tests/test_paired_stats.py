@@ -149,6 +149,25 @@ def test_verdicts_hold_after_holm_only_where_the_adjusted_p_is_below_005():
     assert line["same"].rstrip().endswith("| not distinguishable |")
 
 
+def test_a_diagnostic_metric_gets_higher_and_lower_not_better_and_worse():
+    """``grad_share/*`` says where the gradient goes, not which loss is better: the table orders it highest first
+    and calls a clear difference *higher*/*lower*; a scored metric with the same numbers is *better*/*worse*."""
+    base = list(seeds(10))
+    values = {"mse": [v + 0.5 for v in base], "huber": base, "same": list(base)}
+    runs = frame(values).rename(columns={"metrics.test/rmse": "metrics.grad_share/outliers"})
+    table = compare.compare(runs, "grad_share/outliers", ["loss"], baseline="huber")
+    assert list(table["arm"])[0] == "mse" and not compare.has_direction("grad_share/outliers")
+    text = compare.markdown(table, "grad_share/outliers", ["loss"])
+    line = {r.split("|")[1].strip(): r for r in text.splitlines() if r.startswith("| ")}
+    assert text.startswith("**grad_share/outliers** (a diagnostic: neither higher nor lower is better), highest first:")
+    assert "huber higher on" in text and line["mse"].rstrip().endswith("| 0 of 10 seeds | higher |")
+    assert line["huber"].rstrip().endswith("| baseline |") and line["same"].rstrip().endswith("| not distinguishable |")
+    assert "better" not in line["mse"] + line["huber"] and "*higher*/*lower*" in text and "worse" not in text
+    rmse = compare.compare(frame(values), "test/rmse", ["loss"], baseline="huber")
+    scored = compare.markdown(rmse, "test/rmse", ["loss"])
+    assert "| worse |" in scored and "huber better on" in scored
+
+
 def test_compare_with_few_seeds_says_underpowered_and_a_chosen_baseline():
     runs = frame({"mse": [2.0, 2.1, 2.3], "mae": [1.0, 1.2, 1.1], "huber": [1.1, 1.1, 1.2]})
     table = compare.compare(runs, "test/rmse", ["loss"], baseline="mse")

@@ -11,7 +11,7 @@ from typing import Any
 import losses
 
 from . import binary, multiclass, regression, segmentation  # noqa: F401 - registers the built-in tasks
-from .base import Figures, Task, available, get, lower_is_better, register
+from .base import Figures, Task, available, get, has_direction, lower_is_better, register
 
 
 def of_config(cfg: Any) -> Task:
@@ -27,4 +27,5 @@ def trainable_losses() -> list[str]:
     return [n for n in losses.available() if set(losses.spec(n).tasks) & set(available())]
 
 
-__all__ = ["Figures", "Task", "available", "get", "lower_is_better", "of_config", "register", "trainable_losses"]
+__all__ = ["Figures", "Task", "available", "get", "has_direction", "lower_is_better", "of_config", "register",
+           "trainable_losses"]

@@ -128,9 +128,18 @@ def available() -> list[str]:
     return list(_TASKS)
 
 
+def has_direction(metric: str) -> bool:
+    """Whether a lower (or higher) value of a logged metric is better: every metric but the diagnostics that
+    describe training without scoring it (``grad_share/<group>``, :mod:`harness.grad_share`)."""
+    from ..grad_share import PREFIX
+
+    return not metric.startswith(PREFIX)
+
+
 def lower_is_better(metric: str) -> bool:
     """Direction of a logged metric (``test/rmse``, ``val/accuracy``, ``train/loss``, ``time/train_s``), from the
-    tasks that declare it; losses and times are lower-is-better; anything else higher-is-better."""
+    tasks that declare it; losses and times are lower-is-better; anything else higher-is-better (for a metric
+    without a direction, :func:`has_direction`, the order in which tables list it: highest first)."""
     prefix, _, name = metric.rpartition("/")
     for task in _TASKS.values():
         if name in task.metrics:
