@@ -7,8 +7,9 @@ one member's; observed differences are ~1e-7). The U-Net under Adam is the excep
 convolution biases sit before BatchNorm, so their true gradient is zero and what Adam sees is rounding noise, which
 it scales to learning-rate-sized steps that BatchNorm's running means then follow; changing only ``trainer.threads``
 moves its metrics by ~0.3% after two epochs, and stacking by a few percent. So the U-Net is held to 1e-5 under SGD
-(which does not rescale that noise) and, under Adam, its first step's gradients to 1e-6. Longer non-convex runs can
-amplify rounding too (experiments/imbalanced_binary/README.md measures it); the cases here are short on purpose.
+(which does not rescale that noise) and, under Adam, its first step's gradients to 1e-3 of each tensor's largest
+entry plus 1e-6 (a CI machine's kernels gave 1.2e-4). Longer non-convex runs can amplify rounding too
+(experiments/imbalanced_binary/README.md measures it); the cases here are short on purpose.
 """
 
 from __future__ import annotations
@@ -155,7 +156,10 @@ def test_unet_first_step_gradients_equal_its_own(make_cfg):
     for i, p in enumerate(built):
         p.criterion(p.model(x[i]), y[i], idx[i]).backward()
         for (name, param), stacked in zip(p.model.named_parameters(), params.values()):
-            assert torch.allclose(param.grad, stacked.grad[i], rtol=1e-4, atol=1e-6), name
+            # each weight gradient sums B*H*W products, added in another order when stacked: rounding of up to
+            # ~1e-4 of the tensor's largest entry on some CPUs' kernels; a wrong member or a missed term is off by ~1
+            error = (param.grad - stacked.grad[i]).abs().max()
+            assert error <= 1e-3 * param.grad.abs().max() + 1e-6, (name, float(error))
         for name, buffer in p.model.named_buffers():  # BatchNorm's running statistics, updated in the stacked copy
             assert torch.allclose(buffer.float(), buffers[name][i].float(), rtol=1e-5, atol=1e-6), name
 
