@@ -13,7 +13,9 @@ for a diagnostic such as ``grad_share/*``, which has none). Then, paired by seed
 many seeds the baseline was better (``harness.stats``). Writes
 ``comparison.md``, ``comparison.csv``, ``bars.png`` (means with std error bars), ``curves.png`` (the matching
 validation metric per epoch, averaged over seeds, one line per row) and ``paired.png`` (each arm's paired difference
-from the baseline with its interval), one section or panel per metric.
+from the baseline with its interval), one section or panel per metric. With ``--columns KEY`` (the study's condition)
+the figures are drawn per condition, never pooled over it: a bar per arm and condition, and a row of curves and of
+paired differences per condition; ``pivot.md`` and ``conditions.png`` (the metric against the condition) too.
 
 ``--select optim.lr`` tunes a setting per arm, as a practitioner would: each arm (and each condition of ``--columns``)
 keeps the runs of the value with the best mean validation metric (``--select-on``, default the task's monitored one),
@@ -392,9 +394,40 @@ def markdown(table: pd.DataFrame, metric: str, by: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path) -> None:
+def mean_history(client: Any, run_ids: Iterable[str], key: str) -> list[float]:
+    """``key``'s per-epoch values averaged over the runs that logged it, up to the shortest of them; [] if none did."""
+    runs = [h for h in ([m.value for m in sorted(client.get_metric_history(r, key), key=lambda m: m.step)]
+                        for r in run_ids) if h]
+    if not runs:
+        return []
+    length = min(len(h) for h in runs)
+    return [sum(h[i] for h in runs) / len(runs) for i in range(length)]
+
+
+Split = list[tuple[str, list[pd.DataFrame]]]  # per condition: its label (``key=value``) and its tables, metric by metric
+
+
+def by_condition(runs: pd.DataFrame, metrics: list[str], by: list[str], key: str, baseline: str | None) -> Split:
+    """Per value of the condition ``key`` (numbers in order), :func:`compare`'s tables of the runs at that value alone;
+    a ``baseline`` with no run at a value gives way there to that condition's best arm."""
+    col = column(runs, key)
+    split = []
+    for value in sorted(runs[col].dropna().unique(), key=_order):
+        at = runs[runs[col] == value]
+        names = set(arm_labels(at, by).map(_squash))
+        base = baseline if baseline is None or _squash(baseline) in names else None
+        split.append((f"{key}={value}", [compare(at, m, by, base) for m in metrics]))
+    return split
+
+
+def _at(label: str) -> str:
+    return f" at {label}" if label else ""
+
+
+def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path, split: Split | None = None) -> None:
     """``bars.png``, ``curves.png`` and ``paired.png`` (each arm's paired difference from the baseline with its
-    interval): one panel per metric (the tables of :func:`compare`)."""
+    interval): one panel per metric (the tables of :func:`compare`). With ``split`` (:func:`by_condition`), a bar per
+    arm and condition, and a row of panels per condition; an arm keeps one colour in every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,54 +437,60 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
     from .tracking import resolve_uri
 
     client = MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    rows = split or [("", tables)]
+    colour = {str(arm): k for k, arm in enumerate(tables[0]["arm"])}
     count = len(tables)
-    width = max(5, 0.55 * max(len(t) for t in tables) + 2)
+    width = max(5, 0.55 * max(len(t) for t in tables) * (1 + 0.35 * (len(rows) - 1)) + 2)
     fig, axes = plt.subplots(1, count, figsize=(width * count, 4), squeeze=False)
-    for ax, table in zip(axes[0], tables):
-        metric = table.attrs["metric"]
-        ax.bar(range(len(table)), table["mean"], yerr=table["std"].fillna(0), capsize=3, color="tab:blue", alpha=0.8)
-        ax.set_xticks(range(len(table)), list(table["arm"]), rotation=45, ha="right")
+    for i, (ax, table) in enumerate(zip(axes[0], tables)):
+        metric, arms = table.attrs["metric"], list(table["arm"])
+        step = 0.8 / len(rows)
+        for j, (label, tabs) in enumerate(rows):
+            cell = tabs[i].set_index("arm").reindex(arms)
+            ax.bar([x - 0.4 + step * (j + 0.5) for x in range(len(arms))], cell["mean"], step,
+                   yerr=cell["std"].astype(float).fillna(0), capsize=2, alpha=0.8,
+                   color="tab:blue" if not split else f"C{j % 10}", label=label or None)
+        ax.set_xticks(range(len(arms)), arms, rotation=45, ha="right")
         ax.set_ylabel(f"{metric} (mean ± std over seeds)")
         ax.set_title(f"{metric}, {direction(metric)}")
+        if split:
+            ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "bars.png", dpi=110)
     plt.close(fig)
 
-    lines: dict[str, list[tuple[str, list[float]]]] = {}  # validation curve -> (arm, mean over seeds per epoch)
-    for table in tables:
-        curve = "val/" + table.attrs["metric"].split("/", 1)[-1]  # test/pr_auc and best/pr_auc: val/pr_auc, once
-        if curve in lines:
-            continue
-        lines[curve] = []
-        for _, row in table.iterrows():
-            runs = [h for h in ([m.value for m in sorted(client.get_metric_history(r, curve), key=lambda m: m.step)]
-                                for r in row["run_ids"]) if h]
-            if runs:
-                length = min(len(h) for h in runs)
-                lines[curve].append((str(row["arm"]), [sum(h[i] for h in runs) / len(runs) for i in range(length)]))
-    drawn = {curve: arms for curve, arms in lines.items() if arms}  # metrics logged on test only have no curve
-    panels = drawn or {next(iter(lines)): []}
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
-    for ax, (curve, arms) in zip(axes[0], panels.items()):
-        for k, (arm, mean) in enumerate(arms):
-            ax.plot(range(1, len(mean) + 1), mean, label=arm, **line_style(k))
-        ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)",
-               title=f"learning curves: {curve}" if arms else f"no per-epoch {curve} logged")
-        if arms:
-            ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
+    first: dict[str, int] = {}  # validation curve -> its first metric's table: test/pr_auc and best/pr_auc share one
+    for i, table in enumerate(tables):
+        first.setdefault("val/" + table.attrs["metric"].split("/", 1)[-1], i)
+    lines = {(label, curve): [(str(arm), mean_history(client, ids, curve))
+                              for arm, ids in zip(tabs[i]["arm"], tabs[i]["run_ids"])]
+             for label, tabs in rows for curve, i in first.items()}
+    drawn = [c for c in first if any(h for label, _ in rows for _, h in lines[label, c])]  # test-only metrics: none
+    curves = drawn or list(first)[:1]
+    fig, axes = plt.subplots(len(rows), len(curves), figsize=(6.5 * len(curves), 4.2 * len(rows)), squeeze=False)
+    for ax_row, (label, _) in zip(axes, rows):
+        for ax, curve in zip(ax_row, curves):
+            arms = [(arm, mean) for arm, mean in lines[label, curve] if mean] if drawn else []
+            for arm, mean in arms:
+                ax.plot(range(1, len(mean) + 1), mean, label=arm, **line_style(colour.get(arm, 0)))
+            ax.set(xlabel="epoch", ylabel=f"{curve} (mean over seeds)",
+                   title=f"learning curves: {curve}{_at(label)}" if arms else f"no per-epoch {curve} logged")
+            if arms:
+                ax.legend(fontsize=7, ncol=2)
+            ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, count, figsize=(6.5 * count, max(2.5, 0.45 * max(len(t) for t in tables) + 1.5)),
-                             squeeze=False)
-    for ax, table in zip(axes[0], tables):
+    height = max(2.5, 0.45 * max(len(t) for t in tables) + 1.5)
+    fig, axes = plt.subplots(len(rows), count, figsize=(6.5 * count, height * len(rows)), squeeze=False)
+    for ax, table, label in [(ax, table, label) for ax_row, (label, tabs) in zip(axes, rows)
+                             for ax, table in zip(ax_row, tabs)]:
         metric, base = table.attrs["metric"], table.attrs.get("baseline")
         lower = lower_is_better(metric)
-        rows = table[(table["arm"] != base) & (table["pairs"].fillna(0).astype(int) > 0)] if base else table.iloc[0:0]
-        for y, (_, row) in enumerate(rows.iterrows()):
+        shown = table[(table["arm"] != base) & (table["pairs"].fillna(0).astype(int) > 0)] if base else table.iloc[0:0]
+        for y, (_, row) in enumerate(shown.iterrows()):
             low, high = row["ci_low"], row["ci_high"]
             color = "tab:gray"
             if row["distinguishable"]:
@@ -460,17 +499,17 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
             err = None if pd.isna(low) else [[row["diff"] - low], [high - row["diff"]]]
             ax.errorbar([row["diff"]], [y], xerr=err, fmt="o", color=color, capsize=4)
         ax.axvline(0, color="black", lw=1)
-        ax.set_yticks(range(len(rows)), list(rows["arm"]))
+        ax.set_yticks(range(len(shown)), list(shown["arm"]))
         ax.invert_yaxis()
         ax.set_xlabel(f"{metric}: arm − {base}\n(mean over paired seeds, 95% CI t-based)", fontsize=9)
         worse = (f"{'right' if lower else 'left'} of 0 is worse" if has_direction(metric)
                  else "a diagnostic: no side is worse")
-        ax.set_title(f"paired difference vs {base}; {worse}", fontsize=10)
+        ax.set_title(f"paired difference vs {base}{_at(label)}; {worse}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "paired.png", dpi=110)
     plt.close(fig)
-    plot_grad_share(tables[0], client, out)
+    plot_grad_share([(label, tabs[0]) for label, tabs in rows], colour, client, out)
 
 
 def line_style(k: int) -> dict[str, str]:
@@ -478,33 +517,34 @@ def line_style(k: int) -> dict[str, str]:
     return {"color": f"C{k % 10}", "linestyle": ("-", "--", ":")[(k // 10) % 3]}
 
 
-def plot_grad_share(table: pd.DataFrame, client: Any, out: Path) -> None:
-    """``grad_share.png`` when the runs logged ``trainer.grad_share``: per group, its share of the loss gradient per
-    epoch, one line per arm (mean over seeds), the group's share of the data dashed (:mod:`harness.grad_share`)."""
+def plot_grad_share(rows: list[tuple[str, pd.DataFrame]], colour: dict[str, int], client: Any, out: Path) -> None:
+    """``grad_share.png`` when the runs logged ``trainer.grad_share``: per group (and per condition, a row each), its
+    share of the loss gradient per epoch, one line per arm (mean over seeds) in its ``colour``, the group's share of
+    the data dashed (:mod:`harness.grad_share`)."""
     import matplotlib.pyplot as plt
 
-    first = client.get_run(table.iloc[0]["run_ids"][0])
-    groups = sorted(k.split("/", 1)[1] for k in first.data.metrics if k.startswith("grad_share/"))
+    from .grad_share import PREFIX
+
+    first = client.get_run(rows[0][1].iloc[0]["run_ids"][0])
+    groups = sorted(k[len(PREFIX):] for k in first.data.metrics if k.startswith(PREFIX))
     if not groups:
         return
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
-    for ax, group in zip(axes[0], groups):
-        for k, (_, row) in enumerate(table.iterrows()):
-            runs = [[m.value for m in sorted(client.get_metric_history(r, f"grad_share/{group}"), key=lambda m: m.step)]
-                    for r in row["run_ids"]]
-            runs = [h for h in runs if h]
-            if runs:
-                length = min(len(h) for h in runs)
-                ax.plot(range(1, length + 1), [sum(h[i] for h in runs) / len(runs) for i in range(length)],
-                        label=str(row["arm"]), **line_style(k))
-        fractions = {client.get_run(r).data.params.get(f"grad_share.{group}_fraction") for ids in table["run_ids"] for r in ids}
-        if len(fractions) == 1 and None not in fractions:  # one condition: the group's share of the data, dashed
-            fraction = float(fractions.pop())
-            ax.axhline(fraction, color="black", linestyle="--", linewidth=1, label=f"share of the data ({fraction:.0%})")
-        ax.set(xlabel="epoch", ylabel=f"share of |dL/d output| on {group} (mean over seeds)", ylim=(0, 1),
-               title=f"where the gradient goes: {group}")
-        ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(len(rows), len(groups), figsize=(6 * len(groups), 4.2 * len(rows)), squeeze=False)
+    for ax_row, (label, table) in zip(axes, rows):
+        for ax, group in zip(ax_row, groups):
+            for arm, ids in zip(table["arm"], table["run_ids"]):
+                mean = mean_history(client, ids, PREFIX + group)
+                if mean:
+                    ax.plot(range(1, len(mean) + 1), mean, label=str(arm), **line_style(colour.get(str(arm), 0)))
+            fractions = {client.get_run(r).data.params.get(f"grad_share.{group}_fraction")
+                         for ids in table["run_ids"] for r in ids}
+            if len(fractions) == 1 and None not in fractions:  # one condition: the group's share of the data, dashed
+                fraction = float(fractions.pop())
+                ax.axhline(fraction, color="black", linestyle="--", linewidth=1, label=f"share of the data ({fraction:.0%})")
+            ax.set(xlabel="epoch", ylabel=f"share of |dL/d output| on {group} (mean over seeds)", ylim=(0, 1),
+                   title=f"where the gradient goes: {group}{_at(label)}")
+            ax.legend(fontsize=7, ncol=2)
+            ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "grad_share.png", dpi=110)
     plt.close(fig)
@@ -569,13 +609,14 @@ def written(out: Path) -> list[Path]:
     return [out / n for n in FILES] + ([out / "grad_share.png"] if (out / "grad_share.png").is_file() else [])
 
 
-def write(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path) -> str:
-    """Write comparison.md, comparison.csv, bars.png, curves.png and paired.png under ``out``; return the markdown."""
+def write(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, out: Path, split: Split | None = None) -> str:
+    """Write comparison.md, comparison.csv, bars.png, curves.png and paired.png (per condition with ``split``) under
+    ``out``; return the markdown."""
     out.mkdir(parents=True, exist_ok=True)
     text = "\n\n".join(markdown(t, t.attrs["metric"], by) for t in tables)
     (out / "comparison.md").write_text(text + "\n")
     pd.concat([t.drop(columns=["run_ids", "arm"]) for t in tables]).to_csv(out / "comparison.csv", index=False)
-    plot(tables, by, tracking_uri, out)
+    plot(tables, by, tracking_uri, out, split)
     return text
 
 
@@ -783,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
         by = [k for k in by if k != args.select]  # a sweep's keys include the one to choose
         runs, chosen = select(runs, args.select, on, by + ([args.columns] if args.columns else []))
     tables = [compare(runs, metric, by, args.baseline) for metric in metrics]
-    text = write(tables, by, uri, out)
+    split = by_condition(runs, metrics, by, args.columns, args.baseline) if args.columns else None
+    text = write(tables, by, uri, out, split)
     print(text)
     files = written(out)
     if chosen is not None:

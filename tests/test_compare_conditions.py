@@ -93,3 +93,55 @@ def test_conditions_plot_keeps_each_arms_colour_across_panels(make_cfg, store, t
     orders = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in saved["conditions.png"].axes]
     assert orders == [["huber", "mse"], ["mse", "huber"]]  # huber has the lower rmse, mse spends more on outliers
     assert panels[0] == panels[1] and panels[0]["huber"] != panels[0]["mse"]
+
+
+def test_figures_are_drawn_per_condition_never_pooled_over_it(make_cfg, store, tmp_path, monkeypatch):
+    """With --columns, bars.png has a bar per arm and condition (each the mean and std of that condition's seeds),
+    curves.png, paired.png and grad_share.png a row of panels per condition, each drawn from that condition's runs."""
+    from matplotlib.figure import Figure
+
+    runs = {}
+    for fraction in ("0.1", "0.3"):
+        for loss in ("mse", "huber"):
+            for seed in (0, 1):
+                result = execute(make_cfg(f"loss={loss}", f"data.outlier_fraction={fraction}", f"seed={seed}",
+                                          "trainer.epochs=3", "trainer.grad_share=true", "tracking.experiment=split"))
+                runs.setdefault((loss, fraction), []).append(result)
+    saved = {}
+    real_savefig = Figure.savefig
+
+    def keep_and_save(fig, path, **kw):
+        saved[Path(path).name] = fig
+        return real_savefig(fig, path, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep_and_save)
+    assert compare_main(["--experiment", "split", "--tracking-uri", store, "--by", "loss", "--metric", "test/rmse",
+                         "--baseline", "mse", "--columns", "data.outlier_fraction", "--out", str(tmp_path / "cmp")]) == 0
+    [bars] = saved["bars.png"].axes
+    heights = {(c.get_label(), round(p.get_x() + p.get_width() / 2)): p.get_height()
+               for c in bars.containers if hasattr(c, "patches") for p in c.patches}
+    arms = [t.get_text() for t in bars.get_xticklabels()]
+    assert len(heights) == 4  # 2 arms x 2 conditions
+    for (label, x), height in heights.items():
+        fraction = label.split("=")[1]
+        values = [r.test["rmse"] for r in runs[arms[x], fraction]]
+        assert height == pytest.approx(statistics.mean(values), rel=1e-9)
+    assert {label for label, _ in heights} == {"data.outlier_fraction=0.1", "data.outlier_fraction=0.3"}
+    curves = saved["curves.png"].axes
+    assert [ax.get_title() for ax in curves] == [f"learning curves: val/rmse at data.outlier_fraction={f}" for f in ("0.1", "0.3")]
+    for ax, fraction in zip(curves, ("0.1", "0.3")):
+        for line in ax.get_lines():  # each epoch's mean over that condition's two seeds
+            histories = [r.history for r in runs[line.get_label(), fraction]]
+            expected = [statistics.mean(h[e]["val/rmse"] for h in histories) for e in range(3)]
+            assert list(line.get_ydata()) == pytest.approx(expected, rel=1e-9)
+        assert {l.get_label(): l.get_color() for l in ax.get_lines()} == {
+            l.get_label(): l.get_color() for l in curves[0].get_lines()}  # an arm keeps its colour
+    paired = saved["paired.png"].axes
+    assert [ax.get_title().split(";")[0] for ax in paired] == [
+        f"paired difference vs mse at data.outlier_fraction={f}" for f in ("0.1", "0.3")]
+    for ax, fraction in zip(paired, ("0.1", "0.3")):
+        [point] = [line for line in ax.get_lines() if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
+        diffs = [h.test["rmse"] - m.test["rmse"] for h, m in zip(runs["huber", fraction], runs["mse", fraction])]
+        assert point.get_xdata()[0] == pytest.approx(statistics.mean(diffs), rel=1e-9)
+    assert [ax.get_title() for ax in saved["grad_share.png"].axes] == [
+        f"where the gradient goes: {g} at data.outlier_fraction={f}" for f in ("0.1", "0.3") for g in ("clean", "outliers")]

@@ -166,6 +166,14 @@ def test_a_diagnostic_metric_gets_higher_and_lower_not_better_and_worse():
     rmse = compare.compare(frame(values), "test/rmse", ["loss"], baseline="huber")
     scored = compare.markdown(rmse, "test/rmse", ["loss"])
     assert "| worse |" in scored and "huber better on" in scored
+    # no baseline named: the highest arm is the reference, and it is not called best
+    own = compare.markdown(compare.compare(runs, "grad_share/outliers", ["loss"]), "grad_share/outliers", ["loss"])
+    line = {r.split("|")[1].strip(): r for r in own.splitlines() if r.startswith("| ")}
+    assert line["mse"].rstrip().endswith("| baseline |") and "best" not in own and line["huber"].rstrip().endswith("| lower |")
+    # a group named like a lower-is-better metric (rmse, loss) is still a diagnostic: highest first
+    named = frame(values).rename(columns={"metrics.test/rmse": "metrics.grad_share/rmse"})
+    assert not compare.lower_is_better("grad_share/rmse") and not compare.lower_is_better("grad_share/loss")
+    assert list(compare.compare(named, "grad_share/rmse", ["loss"])["arm"])[0] == "mse"
 
 
 def test_compare_with_few_seeds_says_underpowered_and_a_chosen_baseline():

@@ -138,8 +138,10 @@ def has_direction(metric: str) -> bool:
 
 def lower_is_better(metric: str) -> bool:
     """Direction of a logged metric (``test/rmse``, ``val/accuracy``, ``train/loss``, ``time/train_s``), from the
-    tasks that declare it; losses and times are lower-is-better; anything else higher-is-better (for a metric
-    without a direction, :func:`has_direction`, the order in which tables list it: highest first)."""
+    tasks that declare it; losses and times are lower-is-better; anything else higher-is-better. A metric without a
+    direction (:func:`has_direction`) is ``False`` whatever its name: tables list it highest first."""
+    if not has_direction(metric):
+        return False
     prefix, _, name = metric.rpartition("/")
     for task in _TASKS.values():
         if name in task.metrics:
