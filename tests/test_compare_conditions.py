@@ -70,22 +70,28 @@ def test_where_keeps_one_condition_for_paired_statistics(make_cfg, store, tmp_pa
         compare_main(["--experiment", "where", "--tracking-uri", store, "--where", "loss=huber|hubr"])
 
 
-def test_conditions_plot_keeps_each_arms_colour_across_panels(make_cfg, store, tmp_path, monkeypatch):
-    """Each panel lists the arms best first; an arm's line keeps one colour in every panel all the same."""
+@pytest.fixture
+def saved(monkeypatch) -> dict:
+    """Every figure compare saves, by file name, as the Figure it drew (saved to disk as well)."""
     from matplotlib.figure import Figure
 
+    figures = {}
+    real_savefig = Figure.savefig
+
+    def keep_and_save(fig, path, **kw):
+        figures[Path(path).name] = fig
+        return real_savefig(fig, path, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep_and_save)
+    return figures
+
+
+def test_conditions_plot_keeps_each_arms_colour_across_panels(make_cfg, store, tmp_path, saved):
+    """Each panel lists the arms best first; an arm's line keeps one colour in every panel all the same."""
     for fraction in ("0.1", "0.3"):
         for loss in ("mse", "huber"):
             execute(make_cfg(f"loss={loss}", f"data.outlier_fraction={fraction}", "trainer.epochs=3",
                              "trainer.grad_share=true", "tracking.experiment=colours"))
-    saved = {}
-    real_savefig = Figure.savefig
-
-    def keep_and_save(fig, path, **kw):
-        saved[Path(path).name] = fig
-        return real_savefig(fig, path, **kw)
-
-    monkeypatch.setattr(Figure, "savefig", keep_and_save)
     assert compare_main(["--experiment", "colours", "--tracking-uri", store, "--by", "loss", "--metric",
                          "test/rmse,grad_share/outliers", "--columns", "data.outlier_fraction",
                          "--out", str(tmp_path / "cmp")]) == 0
@@ -95,11 +101,9 @@ def test_conditions_plot_keeps_each_arms_colour_across_panels(make_cfg, store, t
     assert panels[0] == panels[1] and panels[0]["huber"] != panels[0]["mse"]
 
 
-def test_figures_are_drawn_per_condition_never_pooled_over_it(make_cfg, store, tmp_path, monkeypatch):
+def test_figures_are_drawn_per_condition_never_pooled_over_it(make_cfg, store, tmp_path, saved):
     """With --columns, bars.png has a bar per arm and condition (each the mean and std of that condition's seeds),
     curves.png, paired.png and grad_share.png a row of panels per condition, each drawn from that condition's runs."""
-    from matplotlib.figure import Figure
-
     runs = {}
     for fraction in ("0.1", "0.3"):
         for loss in ("mse", "huber"):
@@ -107,14 +111,6 @@ def test_figures_are_drawn_per_condition_never_pooled_over_it(make_cfg, store, t
                 result = execute(make_cfg(f"loss={loss}", f"data.outlier_fraction={fraction}", f"seed={seed}",
                                           "trainer.epochs=3", "trainer.grad_share=true", "tracking.experiment=split"))
                 runs.setdefault((loss, fraction), []).append(result)
-    saved = {}
-    real_savefig = Figure.savefig
-
-    def keep_and_save(fig, path, **kw):
-        saved[Path(path).name] = fig
-        return real_savefig(fig, path, **kw)
-
-    monkeypatch.setattr(Figure, "savefig", keep_and_save)
     assert compare_main(["--experiment", "split", "--tracking-uri", store, "--by", "loss", "--metric", "test/rmse",
                          "--baseline", "mse", "--columns", "data.outlier_fraction", "--out", str(tmp_path / "cmp")]) == 0
     [bars] = saved["bars.png"].axes
