@@ -158,8 +158,11 @@ def select(runs: pd.DataFrame, key: str, on: str, within: list[str]) -> tuple[pd
     validation metric, e.g. ``val/rmse`` at the last epoch), values with a failed run ranked after those without.
     Returns the kept runs and a markdown table of the chosen values (with each candidate's mean ``on``)."""
     col, on_col = column(runs, key), f"metrics.{on}"
-    if on_col not in runs.columns:
-        raise SystemExit(f"error: --select-on {on}: no such metric in these runs")
+    if on_col not in runs.columns or not has_direction(on):
+        valid = sorted(c[len("metrics."):] for c in runs.columns
+                       if c.startswith("metrics.val/") and has_direction(c[len("metrics."):]))
+        why = "no such metric in these runs" if on_col not in runs.columns else "a diagnostic scores no value above another"
+        raise SystemExit(f"error: --select-on {on}: {why}; choose one of {valid}")
     lower = lower_is_better(on)
     keys = [column(runs, k) for k in within]
     kept, lines = [], []
@@ -660,8 +663,8 @@ def metric_key(text: str) -> str:
 
 
 def parent_metrics(tables: list[pd.DataFrame]) -> dict[str, float]:
-    """Per arm and metric: ``arm/<arm>/<metric>_mean``, ``_std``, ``_rank`` (1 = best; for a diagnostic, highest)
-    and ``_diff`` (vs the baseline), for sorting and charts in the UI."""
+    """Per arm and metric: ``arm/<arm>/<metric>_mean``, ``_std``, ``_rank`` (1 = best; none for a diagnostic, which
+    ranks nothing) and ``_diff`` (vs the baseline), for sorting and charts in the UI."""
     values: dict[str, float] = {}
     for table in tables:
         name = metric_key(table.attrs["metric"].replace("/", "_"))
@@ -670,7 +673,7 @@ def parent_metrics(tables: list[pd.DataFrame]) -> dict[str, float]:
             for suffix, value in (("mean", row["mean"]), ("std", row["std"]), ("diff", row["diff"])):
                 if value is not None and not pd.isna(value):
                     values[f"{prefix}_{suffix}"] = float(value)
-            if row["n"]:
+            if row["n"] and has_direction(table.attrs["metric"]):
                 values[f"{prefix}_rank"] = float(rank)
     return values
 

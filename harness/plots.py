@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .evaluation import require_host
+from .grad_share import PREFIX as GRAD_SHARE
 
 
 def _pyplot() -> Any:
@@ -42,7 +43,7 @@ def grad_share(history: list[dict[str, float]], fractions: dict[str, float], tit
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     epochs = range(1, len(history) + 1)
     for name, fraction in fractions.items():
-        line = ax.plot(epochs, [h[f"grad_share/{name}"] for h in history], label=f"{name} ({fraction:.1%} of the data)")[0]
+        line = ax.plot(epochs, [h[GRAD_SHARE + name] for h in history], label=f"{name} ({fraction:.1%} of the data)")[0]
         ax.axhline(fraction, color=line.get_color(), linestyle="--", linewidth=1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("epoch")

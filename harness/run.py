@@ -19,7 +19,7 @@ from .config import ConfigError, task_of, validate, validate_data
 from .criterion import build_criterion, probe
 from .data import DataBundle, DataError, build_data
 from .evaluation import Evaluation, evaluate
-from .grad_share import GradShare
+from .grad_share import PREFIX as GRAD_SHARE, GradShare
 from .loss_config import loss_name
 from .loss_config import target_of as loss_target
 from .tracking import Run, TrackingError, flatten, library_versions, open_experiment, resolve_uri, source_version
@@ -141,7 +141,7 @@ def log_plots(
         return evaluate(model, split.x, split.y)
 
     figures = {"plots/learning_curves.png": plots.learning_curves(history, title)}
-    if any(k.startswith("grad_share/") for k in history[0]):
+    if any(k.startswith(GRAD_SHARE) for k in history[0]):
         figures["plots/grad_share.png"] = plots.grad_share(history, GradShare(task.gradient_groups(host)).fractions(), title)
     figures.update(task.figures(test, host, evaluate_split, title))
     for path, fig in figures.items():

@@ -155,5 +155,9 @@ def test_select_ranks_a_value_with_failed_runs_last():
     kept, chosen = compare.select(runs, "optim.lr", "val/rmse", ["loss"])
     assert list(kept["run_id"]) == ["c", "d"]
     assert "| mse | 0.01 | 0.01: 0.8500, 0.1: 0.5000 (1 failed) |" in chosen
-    with pytest.raises(SystemExit, match="--select-on val/mae: no such metric"):
+    with pytest.raises(SystemExit, match=r"--select-on val/mae: no such metric in these runs; choose one of \['val/rmse'\]"):
         compare.select(runs, "optim.lr", "val/mae", ["loss"])
+    # a diagnostic says where the gradient went, not which value is better: it cannot choose one
+    shares = runs.assign(**{"metrics.grad_share/outliers": [0.9, math.nan, 0.2, 0.3]})
+    with pytest.raises(SystemExit, match=r"--select-on grad_share/outliers: a diagnostic .*; choose one of \['val/rmse'\]"):
+        compare.select(shares, "optim.lr", "grad_share/outliers", ["loss"])

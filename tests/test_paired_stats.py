@@ -174,6 +174,11 @@ def test_a_diagnostic_metric_gets_higher_and_lower_not_better_and_worse():
     named = frame(values).rename(columns={"metrics.test/rmse": "metrics.grad_share/rmse"})
     assert not compare.lower_is_better("grad_share/rmse") and not compare.lower_is_better("grad_share/loss")
     assert list(compare.compare(named, "grad_share/rmse", ["loss"])["arm"])[0] == "mse"
+    # the parent run's rank says 1 = best: a diagnostic gets means and differences but no rank
+    logged = compare.parent_metrics([table, rmse])
+    assert logged["arm/mse/grad_share_outliers_mean"] == pytest.approx(sum(values["mse"]) / 10)
+    assert "arm/mse/grad_share_outliers_diff" in logged and not any(k.endswith("grad_share_outliers_rank") for k in logged)
+    assert logged["arm/huber/test_rmse_rank"] == 1 and logged["arm/mse/test_rmse_rank"] == 3
 
 
 def test_compare_with_few_seeds_says_underpowered_and_a_chosen_baseline():
