@@ -17,7 +17,7 @@ from harness.callbacks import expand_sweep, seedless, sweep_jobs
 from harness.config import RULES, validate
 from harness.run import variant_of
 
-STUDIES = {"robust_regression": 450, "robust_regression_contamination": 150, "imbalanced_binary": 270, "mnist_losses": 110,
+STUDIES = {"robust_regression": 450, "robust_regression_contamination": 150, "imbalanced_binary": 270, "mnist_losses": 220,
            "segmentation_losses": 80, "long_tail": 60, "mnist_noise_long": 21, "robust_regression_lr": 1800,
            "imbalanced_binary_lr": 1080, "robust_regression_contamination_lr": 600, "long_tail_lr": 300,
            "segmentation_losses_lr": 240, "fashion_mnist_noise": 60}
