@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+if "PYTEST_XDIST_WORKER" in os.environ:  # before torch loads: idle OpenMP threads sleep, not spin, beside other workers
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from harness.__main__ import CONF_DIR
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from harness.__main__ import CONF_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,6 +27,15 @@ def harness_cli(cwd: Path, *args: str, pythonpath: Path | None = None, timeout: 
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``--dist loadgroup`` (pytest-xdist, the default ``addopts``): a file's tests run in one worker, so
+    its module fixtures are built once, and every ``cluster`` test in one worker, so the session has one PostgreSQL,
+    one MLflow server and one SLURM cluster."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("cluster" if item.get_closest_marker("cluster") else item.path.name))
 
 
 @pytest.fixture
