@@ -29,15 +29,6 @@ def harness_cli(cwd: Path, *args: str, pythonpath: Path | None = None, timeout: 
                           timeout=timeout, **kwargs)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for ``--dist loadgroup`` (pytest-xdist, the default ``addopts``): a file's tests run in one worker, so
-    its module fixtures are built once, and every ``cluster`` test in one worker, so the session has one PostgreSQL,
-    one MLflow server and one SLURM cluster."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("cluster" if item.get_closest_marker("cluster") else item.path.name))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> str:
     """A tracking URI for a fresh SQLite store inside the test's temporary directory."""
