@@ -7,14 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-if "PYTEST_XDIST_WORKER" in os.environ:  # before torch loads: idle OpenMP threads sleep, not spin, beside other workers
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
-import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from harness.__main__ import CONF_DIR  # noqa: E402
+from harness.__main__ import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,6 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.xdist_group("install")  # one worker: the wheel is built from the repo once at a time
-
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:

@@ -20,7 +20,7 @@ pytest.register_assert_rewrite("team_cluster")
 from team_cluster import free_port  # noqa: E402
 
 pytest_plugins = ["team_cluster"]  # the session's PostgreSQL and MLflow server, shared with tests/test_team_*.py
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one worker: one PostgreSQL, server, SLURM
+pytestmark = pytest.mark.cluster
 
 QUICK = ["trainer.progress=false", "trainer.threads=1"]
 # the client's retries, short: 2 tries about a second apart, then the run keeps its writes locally

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 pytest_plugins = ["team_cluster"]  # the session's PostgreSQL, MLflow server and SLURM cluster
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one worker: one PostgreSQL, server, SLURM
+pytestmark = pytest.mark.cluster
 
 
 def slurm_sweep(cwd, slurm, server, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 pytest.register_assert_rewrite("team_cluster")
 
 pytest_plugins = ["team_cluster"]
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one worker: one PostgreSQL, server, SLURM
+pytestmark = pytest.mark.cluster
 
 N_TRIALS = 8
 
