@@ -1,4 +1,6 @@
-"""Shared fixtures: compose the real Hydra config, and a fresh SQLite store per test."""
+"""Shared fixtures: compose the real Hydra config, and a fresh SQLite store per test. Under pytest-xdist (the
+default ``-n``), tests are scheduled by file, and the cluster files (tests/test_team_*.py) as one unit, so one
+worker starts the session's PostgreSQL, MLflow server and SLURM cluster (tests/team_cluster.py) and runs them all."""
 
 from __future__ import annotations
 
@@ -7,13 +9,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: OpenMP threads sleep instead of spinning
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from harness.__main__ import CONF_DIR
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from harness.__main__ import CONF_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+CLUSTER_FILES = "tests/test_team_"  # the files whose tests share tests/team_cluster.py's session daemons
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with every cluster file in one unit: two workers would start two PostgreSQL clusters,
+    servers and SLURM clusters, and two SLURM clusters on one host clash."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return CLUSTER_FILES if file.startswith(CLUSTER_FILES) else file
+
+    return ByFile(config, log)
 
 
 def harness_cli(cwd: Path, *args: str, pythonpath: Path | None = None, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:

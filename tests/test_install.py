@@ -4,6 +4,7 @@ directory: the wheel ships the config tree, and ``losses`` imports on its own.""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,6 +14,15 @@ import pytest
 
 from conftest import REPO
 
+# what a wheel build does not read from the checkout's top level: environments, VCS data, datasets, build and run outputs
+TOP_SKIP = {".venv", ".git", ".gl", ".pytest_cache", "build", "data", "experiments", "mlruns", "mlartifacts", "outputs",
+            "multirun", "comparison", "mlflow.db", "mlflow.db.lock", ".mlflow.db.lock"}
+
+
+def _skip(directory: str, names: list[str]) -> set[str]:
+    top = Path(directory) == REPO
+    return {n for n in names if (top and n in TOP_SKIP) or n == "__pycache__" or n.endswith(".egg-info")}
+
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
@@ -20,7 +30,9 @@ def venv(tmp_path_factory) -> Path:
     environment through a ``.pth`` line rather than downloaded again. That path's own ``.pth`` files (the editable
     install of this checkout) are not processed, so ``harness`` can only come from the wheel."""
     tmp = tmp_path_factory.mktemp("install")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist")],
+    source = tmp / "source"  # a private copy: the build writes build/ and *.egg-info beside the sources
+    shutil.copytree(REPO, source, ignore=_skip)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist")],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp / "dist").glob("loss_harness-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=300)
