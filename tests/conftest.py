@@ -36,6 +36,12 @@ def pytest_xdist_make_scheduler(config, log):
     return ByFile(config, log)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The cluster files first (their unit is the suite's longest, about 8 minutes), so that it does not start last
+    and leave the other workers idle at the end."""
+    items.sort(key=lambda item: not item.nodeid.startswith(CLUSTER_FILES))
+
+
 def harness_cli(cwd: Path, *args: str, pythonpath: Path | None = None, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
     """``python -m harness ARGS`` in ``cwd`` as a user would run it: without this environment's tracking URI, Hydra's
     full-error switch or a sweep's parent id; ``pythonpath`` for a user's package."""
