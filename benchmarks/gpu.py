@@ -726,7 +726,9 @@ def section_pytest(check: Check) -> None:
         check.add("pytest", "pytest -m cuda tests/", "no test module holds a cuda-marked test", "some exist", FAIL)
         return
     runs = [
-        ("pytest -m cuda tests/", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", *cuda_test_files()]),
+        # -o addopts=: in one process, without the suite's -n (pytest-xdist, which the GPU image may lack)
+        ("pytest -m cuda tests/", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-m", "cuda",
+                                   *cuda_test_files()]),
     ]
     for name, args in runs:
         with guarded(check, "pytest", name):
