@@ -19,7 +19,7 @@ from harness.run import variant_of
 
 STUDIES = {"robust_regression": 450, "robust_regression_contamination": 150, "imbalanced_binary": 270, "mnist_losses": 220,
            "segmentation_losses": 80, "long_tail": 60, "mnist_noise_long": 21, "robust_regression_lr": 1800,
-           "imbalanced_binary_lr": 1080, "robust_regression_contamination_lr": 600, "long_tail_lr": 300,
+           "imbalanced_binary_lr": 1350, "robust_regression_contamination_lr": 600, "long_tail_lr": 300,
            "segmentation_losses_lr": 240, "fashion_mnist_noise": 60}
 EXPERIMENTS = Path(CONF_DIR).parent / "experiments"
 
