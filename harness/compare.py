@@ -34,6 +34,7 @@ import math
 import re
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -507,7 +508,7 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
         ax.set_xlabel(f"{metric}: arm − {base}\n(mean over paired seeds, 95% CI t-based)", fontsize=9)
         worse = (f"{'right' if lower else 'left'} of 0 is worse" if has_direction(metric)
                  else "a diagnostic: no side is worse")
-        ax.set_title(f"paired difference vs {base}{_at(label)}; {worse}", fontsize=10)
+        ax.set_title(textwrap.fill(f"paired difference vs {base}{_at(label)}; {worse}", 60), fontsize=10)  # a panel's width
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "paired.png", dpi=110)

@@ -133,8 +133,9 @@ def test_figures_are_drawn_per_condition_never_pooled_over_it(make_cfg, store, t
         assert {l.get_label(): l.get_color() for l in ax.get_lines()} == {
             l.get_label(): l.get_color() for l in curves[0].get_lines()}  # an arm keeps its colour
     paired = saved["paired.png"].axes
-    assert [ax.get_title().split(";")[0] for ax in paired] == [
-        f"paired difference vs mse at data.outlier_fraction={f}" for f in ("0.1", "0.3")]
+    assert [ax.get_title().replace("\n", " ") for ax in paired] == [
+        f"paired difference vs mse at data.outlier_fraction={f}; right of 0 is worse" for f in ("0.1", "0.3")]
+    assert all(len(line) <= 60 for ax in paired for line in ax.get_title().splitlines())  # wrapped to a panel's width
     for ax, fraction in zip(paired, ("0.1", "0.3")):
         [point] = [line for line in ax.get_lines() if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
         diffs = [h.test["rmse"] - m.test["rmse"] for h, m in zip(runs["huber", fraction], runs["mse", fraction])]
