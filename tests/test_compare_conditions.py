@@ -136,6 +136,12 @@ def test_figures_are_drawn_per_condition_never_pooled_over_it(make_cfg, store, t
     assert [ax.get_title().replace("\n", " ") for ax in paired] == [
         f"paired difference vs mse at data.outlier_fraction={f}; right of 0 is worse" for f in ("0.1", "0.3")]
     assert all(len(line) <= 60 for ax in paired for line in ax.get_title().splitlines())  # wrapped to a panel's width
+    for ax in paired:  # the figure was drawn by savefig: its tick labels have their final places
+        low, high = sorted(ax.get_xlim())
+        shown = [t for t, x in zip(ax.get_xticklabels(), ax.get_xticks()) if low <= x <= high and t.get_text()]
+        assert 2 <= len(shown) <= 6, [t.get_text() for t in shown]
+        boxes = [t.get_window_extent() for t in shown]
+        assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
     for ax, fraction in zip(paired, ("0.1", "0.3")):
         [point] = [line for line in ax.get_lines() if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
         diffs = [h.test["rmse"] - m.test["rmse"] for h, m in zip(runs["huber", fraction], runs["mse", fraction])]
