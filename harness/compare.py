@@ -504,7 +504,7 @@ def plot(tables: list[pd.DataFrame], by: list[str], tracking_uri: str | None, ou
             err = None if pd.isna(low) else [[row["diff"] - low], [high - row["diff"]]]
             ax.errorbar([row["diff"]], [y], xerr=err, fmt="o", color=color, capsize=4)
         ax.axvline(0, color="black", lw=1)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # long arm names narrow the axes; more ticks' labels overlap
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))  # more labels of 4 decimals overlap
         ax.set_yticks(range(len(shown)), list(shown["arm"]))
         ax.invert_yaxis()
         ax.set_xlabel(f"{metric}: arm − {base}\n(mean over paired seeds, 95% CI t-based)", fontsize=9)

@@ -76,7 +76,7 @@ def test_every_job_of_every_readme_command_validates(study):
             cfg = compose("config", overrides=list(job))
             validate(cfg)
             named = [o.split("=", 1)[1] for o in job if o.startswith("tracking.experiment=")]
-            assert cfg.tracking.experiment == (named[0] if named else experiment_of(job))  # a command may name its own
+            assert cfg.tracking.experiment == (named[-1] if named else experiment_of(job))  # a command may name its own
             condition = [o.split("=", 1)[1] for o in job if o.startswith("+tracking.tags.condition=")]
             assert cfg.tracking.tags.get("condition") == (condition[0] if condition else None)
 
